@@ -1,0 +1,122 @@
+"""/api/v1/images: register by upload, list, show, update, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import CurrentAccount, SessionDep, SettingsDep
+from app.api.paging import PageDep
+from app.errors import Forbidden, PayloadTooLarge, UnsupportedMediaType
+from app.models.common import Page
+from app.models.image import Image, ImagePublic, ImageUpdate
+from app.services import images
+from app.services.images import ImageSpec
+from app.services.uploads import receive_upload
+
+router = APIRouter(prefix="/images", tags=["images"])
+
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+def _public(image: Image) -> ImagePublic:
+    return ImagePublic.model_validate(image, from_attributes=True)
+
+
+@router.get("", response_model=Page[ImagePublic])
+def list_images(
+    session: SessionDep,
+    account: CurrentAccount,
+    page: PageDep,
+    arch: Annotated[str | None, Query(max_length=16)] = None,
+    format: Annotated[str | None, Query(max_length=16)] = None,
+    is_public: bool | None = None,
+    account_id: Annotated[str | None, Query(max_length=32)] = None,
+) -> Page[ImagePublic]:
+    """Your images and every public image (an admin sees all)."""
+    rows, total = images.list_images(
+        session, account, page, arch=arch, format=format, is_public=is_public, account_id=account_id
+    )
+    return Page(items=[_public(r) for r in rows], total=total, limit=page.limit, offset=page.offset)
+
+
+@router.post(
+    "",
+    response_model=ImagePublic,
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=UPLOAD_BODY,
+    responses={
+        413: {"description": "Larger than VDC_MAX_IMAGE_SIZE"},
+        415: {"description": "Body not application/octet-stream"},
+    },
+)
+async def upload_image(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    account: CurrentAccount,
+    arch: Annotated[str, Query(max_length=16, description="x86_64, x86, i686 or aarch64")],
+    description: Annotated[str, Query(max_length=1024)] = "",
+    display_name: Annotated[str, Query(max_length=255)] = "",
+    is_public: bool = False,
+    convert: Annotated[str | None, Query(description="Convert to qcow2 or raw on register")] = None,
+    account_id: Annotated[
+        str | None, Query(max_length=32, description="Owner (admins only); default: you")
+    ] = None,
+) -> ImagePublic:
+    """Registers the request body (the raw image file) as a new image.
+
+    `curl -T disk.qcow2 -H 'Content-Type: application/octet-stream' '.../images?arch=x86_64'`
+    """
+    if account_id not in (None, account.id) and not account.is_admin:
+        raise Forbidden("only an admin may register an image for another account")
+    spec = ImageSpec(
+        arch=arch,
+        account_id=account_id or account.id,
+        description=description,
+        display_name=display_name,
+        is_public=is_public,
+        convert_to=convert,
+    )
+    spec.check()  # before reading gigabytes that would be refused anyway
+    content_type = request.headers.get("content-type", "").split(";")[0].strip()
+    if content_type != "application/octet-stream":
+        raise UnsupportedMediaType(
+            "send the image file as the body, Content-Type: application/octet-stream"
+        )
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > settings.max_image_size:
+        raise PayloadTooLarge(f"image is over the limit of {settings.max_image_size} bytes")
+    with images.partial_file(settings) as partial:
+        digest = await receive_upload(request, partial, settings.max_image_size)
+        image = await run_in_threadpool(
+            images.finish_upload, session, settings, partial, digest, spec
+        )
+    return _public(image)
+
+
+@router.get("/{image_id}", response_model=ImagePublic)
+def show_image(image_id: str, session: SessionDep, account: CurrentAccount) -> ImagePublic:
+    return _public(images.get_image(session, account, image_id))
+
+
+@router.patch("/{image_id}", response_model=ImagePublic)
+def update_image(
+    image_id: str, body: ImageUpdate, session: SessionDep, account: CurrentAccount
+) -> ImagePublic:
+    """Changes the display name, description or public flag of one of your images."""
+    return _public(images.update_image(session, account, image_id, body))
+
+
+@router.delete("/{image_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_image(
+    image_id: str, session: SessionDep, settings: SettingsDep, account: CurrentAccount
+) -> None:
+    images.delete_image(session, settings, account, image_id)

@@ -1,0 +1,79 @@
+"""What both command-line tools share: settings, a database session, error printing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+import typer
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
+
+from app.config import Settings
+from app.db import engine_for, session_scope
+from app.errors import AppError
+from app.migrations import current_revision, head_revision
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turns vdc errors into one red line on stderr and exit status 1, never a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except AppError as exc:
+            raise fail(exc.detail) from None
+
+    return wrapper
+
+
+def run_cli(app: typer.Typer) -> None:
+    """Runs a Typer app; a database that cannot be reached is one clear line, not a traceback."""
+    try:
+        app()
+    except OperationalError as exc:
+        raise SystemExit(f"error: cannot use the database: {exc.orig}") from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+def require_migrated(settings: Settings) -> None:
+    url = settings.effective_database_url
+    try:
+        current, head = current_revision(url), head_revision(url)
+    except OperationalError as exc:
+        raise fail(f"cannot open the database ({_safe_url(url)}): {exc.orig}", code=2) from None
+    if current != head:
+        raise fail(
+            f"the database ({_safe_url(url)}) is at schema revision {current or 'none'}, "
+            f"vdc needs {head}: run `vdc migrate` first (or `vdc serve --migrate`)",
+            code=2,
+        )
+
+
+@contextmanager
+def database(settings: Settings) -> Iterator[Session]:
+    require_migrated(settings)
+    engine = engine_for(settings)
+    try:
+        with session_scope(engine) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,199 @@
+"""`vdc-manage`: the operator's admin CLI, working on the database directly (as Wakame-vdc's).
+
+vdc-manage account add NAME [--admin]
+vdc-manage image add local PATH --arch x86_64 --account-id a-shpoolxx --description "..."
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from app.cli.common import database, reports_errors, run_cli
+from app.cli.progress import copy_progress
+from app.config import KNOWN_ARCHES, Settings
+from app.ids import SHARED_ACCOUNT_ID
+from app.models import Account
+from app.models.image import ImagePublic, ImageUpdate
+from app.services import accounts, images
+from app.services.images import ImageSpec
+from app.services.listing import MAX_LIMIT, PageRequest
+
+cli = typer.Typer(
+    help="vdc admin CLI (works on the database directly).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+account_cli = typer.Typer(help="Accounts and their API keys.", no_args_is_help=True)
+image_cli = typer.Typer(help="Machine images.", no_args_is_help=True)
+image_add_cli = typer.Typer(help="Register an image.", no_args_is_help=True)
+cli.add_typer(account_cli, name="account")
+cli.add_typer(image_cli, name="image")
+image_cli.add_typer(image_add_cli, name="add")
+
+# The operator acts with an admin's reach; this account is never stored.
+OPERATOR = Account(id="a-operator", name="vdc-manage", is_admin=True)
+
+
+def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
+    typer.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for row in rows:
+        typer.echo("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
+
+
+def _print_record(record: dict[str, Any]) -> None:
+    width = max(len(key) for key in record)
+    for key, value in record.items():
+        typer.echo(f"{key.ljust(width)}  {value}")
+
+
+# --- accounts ----------------------------------------------------------------------------
+
+
+@account_cli.command("add")
+@reports_errors
+def account_add(
+    name: str,
+    admin: bool = typer.Option(False, "--admin", help="May use admin-only API routes."),
+    description: str = typer.Option("", "--description"),
+) -> None:
+    """Creates an account and prints its API key (shown only this once)."""
+    with database(Settings()) as session:
+        account, key = accounts.create_account(
+            session, name, is_admin=admin, description=description
+        )
+    typer.echo(f"account_id: {account.id}")
+    typer.echo(f"api_key: {key}")
+    typer.secho("The key is shown only once; store it now.", err=True, fg=typer.colors.YELLOW)
+
+
+@account_cli.command("key")
+@reports_errors
+def account_key(account_id: str) -> None:
+    """Issues another API key for an account (by id or name)."""
+    with database(Settings()) as session:
+        key = accounts.issue_key(session, accounts.get_account(session, account_id).id)
+    typer.echo(f"api_key: {key}")
+
+
+@account_cli.command("list")
+@reports_errors
+def account_list() -> None:
+    with database(Settings()) as session:
+        rows = [a.model_dump() for a in accounts.list_accounts(session)]
+    _print_table(rows, ["id", "name", "is_admin", "is_system", "description"])
+
+
+@account_cli.command("show")
+@reports_errors
+def account_show(account_id: str) -> None:
+    with database(Settings()) as session:
+        _print_record(accounts.get_account(session, account_id).model_dump())
+
+
+@account_cli.command("del")
+@reports_errors
+def account_del(account_id: str) -> None:
+    """Deletes an account and its keys (refused while it owns images)."""
+    with database(Settings()) as session:
+        accounts.delete_account(session, account_id)
+    typer.echo(f"deleted {account_id}")
+
+
+# --- images ------------------------------------------------------------------------------
+
+
+@image_add_cli.command("local")
+@reports_errors
+def image_add_local(
+    path: Path = typer.Argument(..., help="Image file inside an import directory."),
+    arch: str = typer.Option(..., "--arch", help=f"One of: {', '.join(KNOWN_ARCHES)}."),
+    account_id: str = typer.Option(SHARED_ACCOUNT_ID, "--account-id", help="Owner account."),
+    description: str = typer.Option("", "--description"),
+    display_name: str = typer.Option("", "--display-name"),
+    is_public: bool = typer.Option(False, "--is-public", help="Visible to every account."),
+    convert: str | None = typer.Option(None, "--convert", help="Store as qcow2 (or raw)."),
+) -> None:
+    """Copies a local image file into vdc's store and prints its new id (wmi-...)."""
+    settings = Settings()
+    spec = ImageSpec(
+        arch=arch,
+        account_id=account_id,
+        description=description,
+        display_name=display_name,
+        is_public=is_public,
+        convert_to=convert,
+    )
+    with database(settings) as session, copy_progress() as progress:
+        image = images.register_local(session, settings, path.absolute(), spec, progress)
+    typer.echo(image.id)
+
+
+@image_cli.command("list")
+@reports_errors
+def image_list(
+    account_id: str | None = typer.Option(None, "--account-id", help="Only this account's."),
+) -> None:
+    with database(Settings()) as session:
+        rows, _ = images.list_images(
+            session, OPERATOR, PageRequest(limit=MAX_LIMIT), account_id=account_id
+        )
+        table = [r.model_dump() for r in rows]
+    columns = ["id", "account_id", "arch", "format", "virtual_size", "is_public", "display_name"]
+    _print_table(table, columns)
+
+
+@image_cli.command("show")
+@reports_errors
+def image_show(image_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    with database(Settings()) as session:
+        image = images.get_image(session, OPERATOR, image_id)
+        public = ImagePublic.model_validate(image, from_attributes=True).model_dump(mode="json")
+    if as_json:
+        typer.echo(json.dumps(public, indent=2))
+    else:
+        _print_record(public)
+
+
+@image_cli.command("update")
+@reports_errors
+def image_update(
+    image_id: str,
+    display_name: str | None = typer.Option(None, "--display-name"),
+    description: str | None = typer.Option(None, "--description"),
+    is_public: bool | None = typer.Option(None, "--public/--private"),
+) -> None:
+    changes = {
+        k: v
+        for k, v in {
+            "display_name": display_name,
+            "description": description,
+            "is_public": is_public,
+        }.items()
+        if v is not None
+    }
+    with database(Settings()) as session:
+        images.update_image(session, OPERATOR, image_id, ImageUpdate(**changes))
+    typer.echo(f"updated {image_id}")
+
+
+@image_cli.command("del")
+@reports_errors
+def image_del(image_id: str) -> None:
+    """Deletes an image and its file."""
+    settings = Settings()
+    with database(settings) as session:
+        images.delete_image(session, settings, OPERATOR, image_id)
+    typer.echo(f"deleted {image_id}")
+
+
+def main() -> None:
+    run_cli(cli)
+
+
+if __name__ == "__main__":
+    main()

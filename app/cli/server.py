@@ -1,0 +1,83 @@
+"""`vdc`: runs the server (`vdc serve`) and migrates its database (`vdc migrate`)."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+import uvicorn
+
+from app.cli.common import require_migrated, run_cli
+from app.config import Settings, split_bind
+from app.db import engine_for, session_scope
+from app.migrations import current_revision, head_revision, upgrade
+from app.services import accounts, images
+
+cli = typer.Typer(help="The vdc control plane server.", no_args_is_help=True, add_completion=False)
+
+
+@cli.command()
+def migrate() -> None:
+    """Creates or upgrades the database schema (SQLite or PostgreSQL) to this version."""
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.effective_database_url
+    before = current_revision(url)
+    upgrade(url)
+    after = head_revision(url)
+    if before == after:
+        typer.echo(f"database already at revision {after}")
+    else:
+        typer.echo(f"database migrated from {before or 'empty'} to revision {after}")
+
+
+@cli.command()
+def serve(
+    migrate_first: bool = typer.Option(
+        False, "--migrate", help="Migrate the database first instead of refusing to start."
+    ),
+) -> None:
+    """Serves the API, the docs (/docs) and the web UI on VDC_API_BIND."""
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if migrate_first:
+        upgrade(settings.effective_database_url)
+    require_migrated(settings)
+    _prepare(settings)
+    host, port = split_bind(settings.api_bind)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from app.main import create_app
+
+    typer.echo(f"vdc API, docs and UI on http://{settings.api_bind}/ (docs: /docs)")
+    # proxy_headers off: the client address must be the real peer, never a header's claim.
+    uvicorn.run(create_app(settings), host=host, port=port, proxy_headers=False, log_level="info")
+
+
+def _prepare(settings: Settings) -> None:
+    """Start-up housekeeping: the default import folder, interrupted uploads, the first key."""
+    default_import = settings.data_dir / "import"
+    if default_import in settings.allowed_import_dirs:
+        default_import.mkdir(parents=True, exist_ok=True)
+    swept = images.sweep_partials(settings)
+    if swept:
+        typer.echo(f"removed {swept} partial image file(s) left by an interrupted import")
+    engine = engine_for(settings)
+    try:
+        with session_scope(engine) as session:
+            created = accounts.bootstrap_admin_key(session, settings.admin_key_file)
+    finally:
+        engine.dispose()
+    if created:
+        typer.echo(f"created the first admin API key: {settings.admin_key_file} (mode 0600)")
+    elif settings.admin_key_file.exists():
+        typer.echo(f"admin API key: {settings.admin_key_file}")
+    else:
+        typer.echo("no admin key file; make a key with `vdc-manage account add NAME --admin`")
+
+
+def main() -> None:
+    run_cli(cli)
+
+
+if __name__ == "__main__":
+    main()

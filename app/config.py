@@ -1,0 +1,84 @@
+"""All runtime settings, from `VDC_*` environment variables (one class, one place)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KNOWN_ARCHES = ("x86_64", "x86", "i686", "aarch64")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VDC_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("/var/lib/vdc"),
+        description="Where vdc keeps its SQLite database, images and the admin key file.",
+    )
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL; empty means SQLite at DATA_DIR/vdc.sqlite3. "
+        "PostgreSQL: postgresql+psycopg://user:password@host/dbname",
+    )
+    api_bind: str = Field(default="127.0.0.1:8000", description="HOST:PORT of the API, UI and docs")
+    metadata_bind: str = Field(
+        default="0.0.0.0:8775",
+        description="HOST:PORT of the EC2 metadata listener",
+    )
+    libvirt_uri: str = Field(default="qemu:///system", description="default host URI")
+    virt_type: str = Field(default="auto", description="auto, kvm or qemu")
+    import_dirs: str = Field(
+        default="",
+        description="Comma-separated folders that `image add local` may read from; "
+        "empty means DATA_DIR/import",
+    )
+    max_image_size: int = Field(
+        default=64 * 1024**3, description="Largest image file accepted, in bytes (upload or local)"
+    )
+    qemu_img: str = Field(default="qemu-img", description="qemu-img binary")
+
+    @field_validator("virt_type")
+    @classmethod
+    def _known_virt_type(cls, value: str) -> str:
+        if value not in ("auto", "kvm", "qemu"):
+            raise ValueError("VDC_VIRT_TYPE must be auto, kvm or qemu")
+        return value
+
+    @field_validator("api_bind", "metadata_bind")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        split_bind(value)
+        return value
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'vdc.sqlite3'}"
+
+    @property
+    def image_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def admin_key_file(self) -> Path:
+        return self.data_dir / "admin.key"
+
+    @property
+    def allowed_import_dirs(self) -> list[Path]:
+        if not self.import_dirs.strip():
+            return [self.data_dir / "import"]
+        return [Path(part.strip()) for part in self.import_dirs.split(",") if part.strip()]
+
+
+def split_bind(bind: str) -> tuple[str, int]:
+    """'127.0.0.1:8000' -> ('127.0.0.1', 8000); '[::1]:80' -> ('::1', 80)."""
+    host, sep, port = bind.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {bind!r}")
+    return host.strip("[]"), int(port)
+
+
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,54 @@
+"""Builds the FastAPI application; `vdc serve` and the tests both start here."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from app import __version__
+from app.api import docs, health
+from app.api.errors import install_error_handlers
+from app.api.main import api_router
+from app.config import Settings
+from app.db import engine_for
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+DESCRIPTION = """\
+vdc launches KVM instances from machine images through libvirt.
+
+Authenticate every call with an API key: `Authorization: Bearer vdc_...`
+(click **Authorize**). The first admin key is in `$VDC_DATA_DIR/admin.key`;
+`vdc-manage account add NAME` makes more.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    engine = engine_for(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="vdc",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(docs.router)
+    app.include_router(api_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

@@ -1,0 +1,46 @@
+"""Pieces every model family shares: UTC timestamps and the list envelope."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlalchemy.engine import Dialect
+
+T = TypeVar("T")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Stores UTC; always gives back an aware datetime (SQLite drops the zone otherwise)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def timestamp_column(**kwargs: Any) -> sa.Column[datetime]:
+    return sa.Column(UTCDateTime(), nullable=False, **kwargs)
+
+
+class Page(BaseModel, Generic[T]):
+    """Every list answer: one page of items plus what is needed to fetch the next."""
+
+    items: list[T]
+    total: int
+    limit: int
+    offset: int

@@ -1,0 +1,60 @@
+"""Machine images (`wmi-...`): a disk file KVM can boot, owned by an account."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+from pydantic import Field as PydanticField
+from sqlmodel import Field, SQLModel
+
+from app.models.common import timestamp_column, utcnow
+
+
+class ImageState(StrEnum):
+    available = "available"
+
+
+class ImageBase(SQLModel):
+    display_name: str = Field(default="", max_length=255)
+    description: str = Field(default="", max_length=1024)
+    arch: str = Field(max_length=16)
+    is_public: bool = False
+
+
+class Image(ImageBase, table=True):
+    __tablename__ = "images"
+
+    id: str = Field(primary_key=True, max_length=32)
+    account_id: str = Field(foreign_key="accounts.id", index=True)
+    state: str = Field(default=ImageState.available, max_length=16)
+    source: str = Field(max_length=16)  # "local" or "upload"
+    format: str = Field(max_length=16)
+    virtual_size: int = Field(sa_type=sa.BigInteger)
+    file_size: int = Field(sa_type=sa.BigInteger)
+    sha256: str = Field(max_length=64)
+    # The file's name under DATA_DIR/images; never shown to API users.
+    file_name: str = Field(max_length=255)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+
+
+class ImagePublic(ImageBase):
+    id: str
+    account_id: str
+    state: str
+    source: str
+    format: str
+    virtual_size: int
+    file_size: int
+    sha256: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ImageUpdate(BaseModel):
+    display_name: str | None = PydanticField(default=None, max_length=255)
+    description: str | None = PydanticField(default=None, max_length=1024)
+    is_public: bool | None = None

@@ -1,0 +1,188 @@
+"""Looking at and converting disk image files with qemu-img, treating every file as hostile.
+
+Nothing here touches the database. Every subprocess gets an argument list (never a shell),
+runs under resource limits, and is given absolute paths only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.errors import InvalidImage
+
+# Formats KVM (QEMU) boots from; anything else qemu-img might recognise is refused.
+BOOTABLE_FORMATS = frozenset(
+    {"raw", "qcow2", "qcow", "qed", "vmdk", "vdi", "vhdx", "vpc", "parallels"}
+)
+CONVERSION_TARGETS = frozenset({"qcow2", "raw"})
+
+# A "raw" image is just bytes, so qemu-img calls any file raw; these magics say it is
+# something else that the operator most likely meant to unpack first.
+_NOT_DISK_MAGIC = {
+    b"\x1f\x8b": "a gzip archive",
+    b"\xfd7zXZ\x00": "an xz archive",
+    b"BZh": "a bzip2 archive",
+    b"PK\x03\x04": "a zip archive",
+    b"\x28\xb5\x2f\xfd": "a zstd archive",
+    b"\x7fELF": "an executable (ELF)",
+    b"#!": "a script",
+}
+SECTOR = 512
+_CHUNK = 4 * 1024 * 1024
+# Limits from OpenStack's hardening of `qemu-img info` against crafted images.
+_INFO_LIMITS = ["prlimit", "--as=1073741824", "--cpu=30", "--"]
+
+ProgressCallback = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+@dataclass(frozen=True)
+class DiskInfo:
+    format: str
+    virtual_size: int
+    file_size: int
+
+
+def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - argument list, no shell
+        args,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "LC_ALL": "C"},
+    )
+
+
+def inspect(path: Path, qemu_img: str = "qemu-img") -> DiskInfo:
+    """Reads format and size from qemu-img and refuses anything unsafe or not a disk."""
+    if not path.is_absolute():
+        raise ValueError("inspect() needs an absolute path")
+    file_size = path.stat().st_size
+    if file_size == 0:
+        raise InvalidImage(f"{path.name} is empty")
+    prefix = _INFO_LIMITS if shutil.which("prlimit") else []
+    try:
+        result = _run([*prefix, qemu_img, "info", "--output=json", str(path)], timeout=60)
+    except subprocess.TimeoutExpired as exc:
+        raise InvalidImage(f"{path.name}: qemu-img took too long to read it") from exc
+    if result.returncode != 0:
+        reason = result.stderr.strip().splitlines()[-1:] or ["unreadable"]
+        raise InvalidImage(f"{path.name} is not a disk image qemu can read: {reason[0]}")
+    info = json.loads(result.stdout)
+    fmt = info.get("format", "")
+    if fmt not in BOOTABLE_FORMATS:
+        raise InvalidImage(f"{path.name}: format {fmt!r} is not one KVM boots from")
+    _refuse_external_references(path, info)
+    if fmt == "raw":
+        _refuse_non_disk_raw(path, file_size)
+    virtual_size = int(info.get("virtual-size") or 0)
+    if virtual_size <= 0:
+        raise InvalidImage(f"{path.name}: virtual size is zero")
+    return DiskInfo(format=fmt, virtual_size=virtual_size, file_size=file_size)
+
+
+def _refuse_external_references(path: Path, info: dict[str, object]) -> None:
+    """A backing file, an external data file or a VMDK extent elsewhere would let a crafted
+    image make qemu read any file on the host (CVE-2015-5162 and friends)."""
+    if info.get("backing-filename") or info.get("full-backing-filename"):
+        raise InvalidImage(
+            f"{path.name} has a backing file ({info.get('backing-filename')}); "
+            "flatten it first: qemu-img convert -O qcow2 IN OUT"
+        )
+    specific = info.get("format-specific")
+    data = specific.get("data", {}) if isinstance(specific, dict) else {}
+    if isinstance(data, dict) and data.get("data-file"):
+        raise InvalidImage(f"{path.name} uses an external data file ({data['data-file']})")
+    for extent in data.get("extents", []) if isinstance(data, dict) else []:
+        filename = extent.get("filename") if isinstance(extent, dict) else None
+        if filename and Path(filename).resolve() != path.resolve():
+            raise InvalidImage(f"{path.name} is a VMDK with an extent in another file ({filename})")
+
+
+def _refuse_non_disk_raw(path: Path, file_size: int) -> None:
+    if file_size % SECTOR:
+        raise InvalidImage(
+            f"{path.name} is not a disk image: its size ({file_size} bytes) is not a whole "
+            f"number of {SECTOR}-byte sectors"
+        )
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    for magic, what in _NOT_DISK_MAGIC.items():
+        if head.startswith(magic):
+            raise InvalidImage(f"{path.name} is {what}, not a disk image")
+
+
+def copy_with_digest(
+    source: Path, target: Path, progress: ProgressCallback | None = None, limit: int | None = None
+) -> str:
+    """Copies source to target (created 0640, fsynced) and returns the sha256 of the bytes."""
+    total = source.stat().st_size
+    digest = hashlib.sha256()
+    done = 0
+    with source.open("rb") as reader, _create(target) as writer:
+        while chunk := reader.read(_CHUNK):
+            done += len(chunk)
+            if limit is not None and done > limit:
+                raise InvalidImage(f"{source.name} grew past the size limit while copying")
+            digest.update(chunk)
+            writer.write(chunk)
+            if progress:
+                progress("copying", done, total)
+        writer.flush()
+        os.fsync(writer.fileno())
+    return digest.hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as reader:
+        while chunk := reader.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+_PROGRESS = re.compile(r"\((\d+(?:\.\d+)?)/100%\)")
+
+
+def convert(
+    source: Path,
+    source_format: str,
+    target: Path,
+    target_format: str,
+    progress: ProgressCallback | None = None,
+    qemu_img: str = "qemu-img",
+) -> None:
+    """Converts with `qemu-img convert -p`, reporting its percentage as ("converting", n, 100)."""
+    if target_format not in CONVERSION_TARGETS:
+        raise InvalidImage(f"cannot convert to {target_format!r}; choose one of qcow2, raw")
+    args = [qemu_img, "convert", "-p", "-f", source_format, "-O", target_format]
+    args += [str(source), str(target)]
+    with subprocess.Popen(  # noqa: S603 - argument list, no shell
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        buffer = ""
+        # qemu-img redraws "(12.34/100%)" with carriage returns; read as it comes.
+        while char := proc.stdout.read(1):
+            buffer = buffer[-32:] + char
+            if char == "\r" and (match := _PROGRESS.search(buffer)) and progress:
+                progress("converting", int(float(match.group(1))), 100)
+        error = proc.stderr.read()
+    if proc.returncode != 0:
+        target.unlink(missing_ok=True)
+        raise InvalidImage(f"conversion to {target_format} failed: {error.strip()}")
+    if progress:
+        progress("converting", 100, 100)
+
+
+def _create(path: Path):  # type: ignore[no-untyped-def]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    return os.fdopen(fd, "wb")

@@ -1,0 +1,234 @@
+"""Machine image use cases: register (local file or upload), list, show, update, delete."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlmodel import Session, col, or_, select
+
+from app.config import KNOWN_ARCHES, Settings
+from app.errors import BadRequest, Forbidden, InvalidImage, NotFound, PayloadTooLarge
+from app.ids import new_id
+from app.models import Account, Image
+from app.models.common import utcnow
+from app.models.image import ImageUpdate
+from app.services import disk_images
+from app.services.accounts import get_account
+from app.services.disk_images import DiskInfo, ProgressCallback
+from app.services.listing import PageRequest, fetch_page
+
+SORTABLE = ("created_at", "updated_at", "display_name", "virtual_size", "file_size", "id")
+PARTIAL_PREFIX = ".partial-"
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """What the caller says about an image, validated before any byte is copied."""
+
+    arch: str
+    account_id: str
+    description: str = ""
+    display_name: str = ""
+    is_public: bool = False
+    convert_to: str | None = None
+
+    def check(self) -> None:
+        if self.arch not in KNOWN_ARCHES:
+            raise BadRequest(f"unknown arch {self.arch!r}; choose one of {', '.join(KNOWN_ARCHES)}")
+        if self.convert_to is not None and self.convert_to not in disk_images.CONVERSION_TARGETS:
+            raise BadRequest(f"cannot convert to {self.convert_to!r}; choose qcow2 or raw")
+        if len(self.description) > 1024 or len(self.display_name) > 255:
+            raise BadRequest("description is limited to 1024 characters, display name to 255")
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+def readable(account: Account):  # type: ignore[no-untyped-def]
+    """Images an account may see: its own and every public one (admins see all)."""
+    statement = select(Image)
+    if not account.is_admin:
+        statement = statement.where(or_(Image.account_id == account.id, col(Image.is_public)))
+    return statement
+
+
+def list_images(
+    session: Session, account: Account, page: PageRequest, **filters: object
+) -> tuple[list[Image], int]:
+    return fetch_page(session, Image, readable(account), page, SORTABLE, filters)
+
+
+def get_image(session: Session, account: Account, image_id: str) -> Image:
+    image = session.exec(readable(account).where(Image.id == image_id)).first()
+    if image is None:
+        raise NotFound.resource("image", image_id)
+    return image
+
+
+def _owned(session: Session, account: Account, image_id: str) -> Image:
+    image = get_image(session, account, image_id)
+    if image.account_id != account.id and not account.is_admin:
+        raise Forbidden(f"image {image_id} is public but belongs to {image.account_id}")
+    return image
+
+
+# --- registering -------------------------------------------------------------------------
+
+
+def check_local_path(settings: Settings, path: Path) -> Path:
+    """The real path of a file an operator wants registered, if it lies in an import dir."""
+    try:
+        real = path.resolve(strict=True)
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise InvalidImage(f"{path}: no such file") from exc
+    allowed = [directory.resolve() for directory in settings.allowed_import_dirs]
+    if not any(real.is_relative_to(directory) for directory in allowed):
+        dirs = ", ".join(str(d) for d in allowed)
+        raise BadRequest(
+            f"{path} is outside the import directories ({dirs}); move it there or add its "
+            "folder to VDC_IMPORT_DIRS"
+        )
+    if not real.is_file():
+        raise InvalidImage(f"{path} is not a regular file")
+    if not os.access(real, os.R_OK):
+        raise InvalidImage(f"{path} is not readable")
+    if real.stat().st_size > settings.max_image_size:
+        raise PayloadTooLarge(
+            f"{path} is {real.stat().st_size} bytes, over the limit of {settings.max_image_size}"
+        )
+    return real
+
+
+def register_local(
+    session: Session,
+    settings: Settings,
+    path: Path,
+    spec: ImageSpec,
+    progress: ProgressCallback | None = None,
+) -> Image:
+    """`vdc-manage image add local`: checks, copies into the image store, records."""
+    spec.check()
+    get_account(session, spec.account_id)
+    source = check_local_path(settings, path)
+    # Refuse early, before copying gigabytes of something that is not an image...
+    disk_images.inspect(source, settings.qemu_img)
+    with partial_file(settings) as partial:
+        digest = disk_images.copy_with_digest(source, partial, progress, settings.max_image_size)
+        # ...and look again at the copy, which is what vdc will really boot.
+        return _finish(session, settings, partial, digest, spec, "local", progress)
+
+
+def finish_upload(
+    session: Session, settings: Settings, partial: Path, digest: str, spec: ImageSpec
+) -> Image:
+    """The API's upload, once the body is on disk in `partial` (see app/api/images.py)."""
+    return _finish(session, settings, partial, digest, spec, "upload", None)
+
+
+@contextmanager
+def partial_file(settings: Settings) -> Iterator[Path]:
+    """A fresh file name in the image store, removed unless it was moved into place.
+
+    A crash can leave one behind; `sweep_partials` clears them at the next start.
+    """
+    settings.image_dir.mkdir(parents=True, exist_ok=True)
+    partial = settings.image_dir / f"{PARTIAL_PREFIX}{new_id('image')}"
+    try:
+        yield partial
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def sweep_partials(settings: Settings) -> int:
+    if not settings.image_dir.is_dir():
+        return 0
+    stale = list(settings.image_dir.glob(f"{PARTIAL_PREFIX}*"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
+
+
+def _finish(
+    session: Session,
+    settings: Settings,
+    partial: Path,
+    digest: str,
+    spec: ImageSpec,
+    source: str,
+    progress: ProgressCallback | None,
+) -> Image:
+    spec.check()
+    get_account(session, spec.account_id)
+    info = disk_images.inspect(partial, settings.qemu_img)
+    image_id = new_id("image")
+    if spec.convert_to and spec.convert_to != info.format:
+        converted = partial.with_name(partial.name + "." + spec.convert_to)
+        try:
+            disk_images.convert(
+                partial, info.format, converted, spec.convert_to, progress, settings.qemu_img
+            )
+            info = disk_images.inspect(converted, settings.qemu_img)
+            digest = disk_images.file_digest(converted)
+            converted.replace(partial)
+        finally:
+            converted.unlink(missing_ok=True)
+    image = _record(session, image_id, info, digest, spec, source)
+    final = settings.image_dir / image.file_name
+    partial.replace(final)
+    try:
+        session.commit()
+    except BaseException:
+        final.unlink(missing_ok=True)
+        raise
+    return image
+
+
+def _record(
+    session: Session, image_id: str, info: DiskInfo, digest: str, spec: ImageSpec, source: str
+) -> Image:
+    image = Image(
+        id=image_id,
+        account_id=get_account(session, spec.account_id).id,
+        display_name=spec.display_name or image_id,
+        description=spec.description,
+        arch=spec.arch,
+        is_public=spec.is_public,
+        source=source,
+        format=info.format,
+        virtual_size=info.virtual_size,
+        file_size=info.file_size,
+        sha256=digest,
+        file_name=f"{image_id}.{info.format}",
+    )
+    session.add(image)
+    session.flush()
+    return image
+
+
+# --- changing ----------------------------------------------------------------------------
+
+
+def update_image(session: Session, account: Account, image_id: str, changes: ImageUpdate) -> Image:
+    image = _owned(session, account, image_id)
+    for field, value in changes.model_dump(exclude_unset=True).items():
+        if value is None:
+            raise BadRequest(f"{field} cannot be null")
+        setattr(image, field, value)
+    image.updated_at = utcnow()
+    session.add(image)
+    session.commit()
+    return image
+
+
+def delete_image(session: Session, settings: Settings, account: Account, image_id: str) -> None:
+    image = _owned(session, account, image_id)
+    path = settings.image_dir / image.file_name
+    session.delete(image)
+    session.commit()
+    # The row goes first: a file without a row is a leak the doctor can find, a row without
+    # a file would be an image that fails every launch.
+    path.unlink(missing_ok=True)

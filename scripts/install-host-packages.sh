@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs the Debian packages vdc needs, only those missing; safe to run again.
+#   scripts/install-host-packages.sh [run|test]
+# "test" adds what the test suite needs (PostgreSQL server).
+set -euo pipefail
+
+packages=(
+  qemu-utils qemu-system-x86 libvirt-daemon-system libvirt-clients libvirt-dev pkg-config
+  dnsmasq-base gcc python3-dev python3-venv iproute2 util-linux
+)
+if [[ "${1:-run}" == test ]]; then
+  packages+=(postgresql)
+fi
+
+missing=()
+for package in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null || true)
+  [[ "$status" == installed ]] || missing+=("$package")
+done
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+if ((EUID != 0)); then
+  echo "vdc needs these Debian packages: ${missing[*]}; run as root (or install them)" >&2
+  exit 1
+fi
+
+echo "installing Debian packages: ${missing[*]}"
+# Package scripts must not start libvirtd here: it would create its default network (a
+# bridge) in this machine's root network namespace. vdc starts what it needs itself.
+policy=/usr/sbin/policy-rc.d
+placed_policy=
+if [[ ! -e $policy ]]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && placed_policy=1
+fi
+trap '[[ -n $placed_policy ]] && rm -f "$policy"' EXIT
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

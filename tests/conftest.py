@@ -1,0 +1,183 @@
+"""Fixtures shared by every layer: databases (SQLite and PostgreSQL), settings, the API.
+
+Each test gets its own database, copied from a migrated template made once per run, so
+tests never see each other's rows and migrations are exercised on both engines.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import make_url
+
+from app.config import Settings
+from app.db import make_engine, session_scope
+from app.main import create_app
+from app.migrations import upgrade
+from app.services import accounts
+
+POSTGRES_URL = os.environ.get("VDC_TEST_POSTGRES_URL", "")
+
+
+# --- a skipped test in CI is a failure --------------------------------------------------
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if os.environ.get("CI") and skipped:
+        reporter.write_line(
+            f"CI: {len(skipped)} test(s) skipped; in CI every test must run:", red=True
+        )
+        for report in skipped:
+            reporter.write_line(
+                f"  {report.nodeid}: {report.longrepr[-1] if report.longrepr else ''}"
+            )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# --- databases -----------------------------------------------------------------------------
+
+
+def _admin_engine() -> sa.Engine:
+    return sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    if not POSTGRES_URL:
+        pytest.skip("VDC_TEST_POSTGRES_URL is not set (`make test` starts PostgreSQL and sets it)")
+    name = f"vdc_template_{os.getpid()}"
+    engine = _admin_engine()
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    upgrade(make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False))
+    yield name
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
+    path = tmp_path / "vdc.sqlite3"
+    shutil.copyfile(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def postgres_url(postgres_template: str) -> Iterator[str]:
+    name = f"vdc_test_{uuid.uuid4().hex[:12]}"
+    engine = _admin_engine()
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"'))
+    yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """The API suite runs once on each engine."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
+# --- settings, app, accounts ---------------------------------------------------------------
+
+
+@pytest.fixture
+def import_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "import"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, import_dir: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        import_dirs=str(import_dir),
+        max_image_size=256 * 1024 * 1024,
+    )
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[sa.Engine]:
+    engine = make_engine(settings.effective_database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+class Keys:
+    """Creates accounts on demand and remembers their keys: keys.admin, keys.new("alice")."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self.ids: dict[str, str] = {}
+        self._admin: str | None = None
+
+    def new(self, name: str, admin: bool = False) -> str:
+        with session_scope(self._engine) as session:
+            account, key = accounts.create_account(session, name, is_admin=admin)
+            self.ids[name] = account.id
+        return key
+
+    @property
+    def admin(self) -> str:
+        if self._admin is None:
+            self._admin = self.new("root", admin=True)
+        return self._admin
+
+
+@pytest.fixture
+def keys(engine: sa.Engine) -> Keys:
+    return Keys(engine)
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+# --- disk images made with qemu-img --------------------------------------------------------
+
+
+def qemu_img(*args: str) -> None:
+    subprocess.run(["qemu-img", *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def make_disk(import_dir: Path):  # type: ignore[no-untyped-def]
+    """make_disk("a.qcow2", "qcow2", "64M") -> a real image file in the import dir."""
+
+    def make(name: str, fmt: str = "qcow2", size: str = "64M", *extra: str) -> Path:
+        path = import_dir / name
+        qemu_img("create", "-f", fmt, *extra, str(path), size)
+        return path
+
+    return make

@@ -1,0 +1,91 @@
+"""API keys: anonymous 401, bad key 401, user key on admin routes 403, keys stored hashed."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from tests.conftest import Keys, bearer
+
+
+class TestAuthentication:
+    def test_anonymous_call_is_401_with_bearer_challenge(self, client: TestClient) -> None:
+        response = client.get("/api/v1/images")
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert response.json()["type"] == "unauthorized"
+
+    def test_wrong_key_is_401(self, client: TestClient, keys: Keys) -> None:
+        keys.new("alice")
+        for header in ("Bearer vdc_not-a-real-key", "Bearer something-else", "Basic YTpi"):
+            response = client.get("/api/v1/images", headers={"Authorization": header})
+            assert response.status_code == 401, header
+
+    def test_key_identifies_its_account(self, client: TestClient, keys: Keys) -> None:
+        key = keys.new("alice")
+        body = client.get("/api/v1/accounts/me", headers=bearer(key)).json()
+        assert body["id"] == keys.ids["alice"]
+        assert body["name"] == "alice"
+        assert body["is_admin"] is False
+
+    def test_keys_are_stored_only_as_hashes(
+        self, client: TestClient, keys: Keys, engine: sa.Engine
+    ) -> None:
+        key = keys.new("alice")
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT * FROM api_keys")).all()
+        stored = " ".join(str(value) for row in rows for value in row)
+        assert key not in stored
+        assert key[len("vdc_") :] not in stored
+
+
+class TestAdminRoutes:
+    def test_user_key_gets_403(self, client: TestClient, keys: Keys) -> None:
+        key = keys.new("alice")
+        assert client.get("/api/v1/accounts", headers=bearer(key)).status_code == 403
+        response = client.post("/api/v1/accounts", json={"name": "mallory"}, headers=bearer(key))
+        assert response.status_code == 403
+        assert "admin" in response.json()["detail"]
+
+    def test_anonymous_gets_401(self, client: TestClient) -> None:
+        assert client.get("/api/v1/accounts").status_code == 401
+
+    def test_admin_creates_account_whose_key_works(self, client: TestClient, keys: Keys) -> None:
+        response = client.post(
+            "/api/v1/accounts",
+            json={"name": "bob", "description": "team b"},
+            headers=bearer(keys.admin),
+        )
+        assert response.status_code == 201
+        created = response.json()
+        assert created["id"].startswith("a-")
+        me = client.get("/api/v1/accounts/me", headers=bearer(created["api_key"])).json()
+        assert me["id"] == created["id"]
+        # The key is shown once: never again in a show or a list.
+        shown = client.get(f"/api/v1/accounts/{created['id']}", headers=bearer(keys.admin)).json()
+        assert "api_key" not in shown
+        listed = client.get("/api/v1/accounts", headers=bearer(keys.admin)).json()
+        assert {a["id"] for a in listed["items"]} >= {created["id"], "a-shpoolxx"}
+        assert all("api_key" not in a for a in listed["items"])
+
+    def test_duplicate_and_bad_names_are_refused(self, client: TestClient, keys: Keys) -> None:
+        keys.new("alice")
+        dup = client.post("/api/v1/accounts", json={"name": "alice"}, headers=bearer(keys.admin))
+        assert dup.status_code == 409
+        bad = client.post(
+            "/api/v1/accounts", json={"name": "no spaces"}, headers=bearer(keys.admin)
+        )
+        assert bad.status_code == 422
+        assert bad.json()["type"] == "validation_error"
+
+    def test_system_account_cannot_be_deleted(self, client: TestClient, keys: Keys) -> None:
+        response = client.delete("/api/v1/accounts/a-shpoolxx", headers=bearer(keys.admin))
+        assert response.status_code == 400
+
+    def test_deleted_account_key_stops_working(self, client: TestClient, keys: Keys) -> None:
+        key = keys.new("alice")
+        response = client.delete(
+            f"/api/v1/accounts/{keys.ids['alice']}", headers=bearer(keys.admin)
+        )
+        assert response.status_code == 204
+        assert client.get("/api/v1/accounts/me", headers=bearer(key)).status_code == 401

@@ -1,0 +1,266 @@
+"""`vdc-manage` and `vdc` driven as an operator would: real processes, real image files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from tests.conftest import bearer
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(params=["sqlite"])
+def database_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    """The CLI is the same code on both engines; SQLite keeps these process-heavy tests quick
+    (test_cli_on_postgres below covers PostgreSQL)."""
+    return sqlite_url
+
+
+def run(settings: Settings, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VDC_")} | {
+        "VDC_DATA_DIR": str(settings.data_dir),
+        "VDC_DATABASE_URL": settings.effective_database_url,
+        "VDC_IMPORT_DIRS": settings.import_dirs,
+        "VDC_MAX_IMAGE_SIZE": str(settings.max_image_size),
+        "COLUMNS": "200",
+    }
+    result = subprocess.run(
+        [str(BIN / args[0]), *args[1:]], env=env, capture_output=True, text=True, timeout=120
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def add_local(
+    settings: Settings, path: Path, *extra: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return run(settings, "vdc-manage", "image", "add", "local", str(path), *extra, check=check)
+
+
+WAKAME_FORM = (
+    "--arch",
+    "x86_64",
+    "--account-id",
+    "a-shpoolxx",
+    "--description",
+    "Ubuntu 10.04 64bit",
+)
+
+
+class TestImageAddLocal:
+    def test_wakame_form_registers_qcow2_and_prints_only_the_id(
+        self, settings: Settings, make_disk: Callable[..., Path], client: TestClient
+    ) -> None:
+        disk = make_disk("ubuntu10.04-amd64.qcow2", "qcow2", "2G")
+        result = add_local(settings, disk, *WAKAME_FORM, "--is-public", "--display-name", "lucid")
+        image_id = result.stdout.strip()
+        assert image_id.startswith("wmi-") and len(image_id) == 12, result.stdout
+        assert "copying" in result.stderr  # the progress bar
+
+        shown = run(settings, "vdc-manage", "image", "show", image_id, "--json").stdout
+        assert '"format": "qcow2"' in shown
+        assert f'"virtual_size": {2 * 1024**3}' in shown
+        assert f'"sha256": "{hashlib.sha256(disk.read_bytes()).hexdigest()}"' in shown
+        assert '"description": "Ubuntu 10.04 64bit"' in shown
+        # A public a-shpoolxx image is what every account sees through the API.
+        user_key = (
+            run(settings, "vdc-manage", "account", "add", "alice")
+            .stdout.split("api_key: ")[1]
+            .strip()
+        )
+        listed = client.get("/api/v1/images", headers=bearer(user_key)).json()
+        assert [i["id"] for i in listed["items"]] == [image_id]
+        assert disk.exists()  # the operator's file is copied, never moved
+
+    def test_raw_image_and_conversion(
+        self, settings: Settings, make_disk: Callable[..., Path]
+    ) -> None:
+        raw = make_disk("disk.raw", "raw", "16M")
+        kept = add_local(settings, raw, "--arch", "x86_64").stdout.strip()
+        converted = add_local(
+            settings, raw, "--arch", "x86_64", "--convert", "qcow2"
+        ).stdout.strip()
+        listing = run(settings, "vdc-manage", "image", "list").stdout
+        assert f"{kept}  a-shpoolxx  x86_64  raw" in listing
+        assert f"{converted}  a-shpoolxx  x86_64  qcow2" in listing
+        assert (settings.image_dir / f"{converted}.qcow2").exists()
+
+    @pytest.mark.parametrize(
+        ("prepare", "args", "message"),
+        [
+            (
+                lambda d, imp: Path("/etc/hostname"),
+                ("--arch", "x86_64"),
+                "outside the import directories",
+            ),
+            (lambda d, imp: imp / "missing.qcow2", ("--arch", "x86_64"), "no such file"),
+            (lambda d, imp: d("a.qcow2"), ("--arch", "sparc"), "unknown arch 'sparc'"),
+            (
+                lambda d, imp: d("a.qcow2"),
+                ("--arch", "x86_64", "--account-id", "a-nobody00"),
+                "account a-nobody00 not found",
+            ),
+            (
+                lambda d, imp: d("a.qcow2"),
+                ("--arch", "x86_64", "--convert", "vmdk"),
+                "cannot convert to 'vmdk'",
+            ),
+            (
+                lambda d, imp: _write(imp / "notes.txt", b"not a disk\n"),
+                ("--arch", "x86_64"),
+                "is not a disk image",
+            ),
+            (
+                lambda d, imp: _write(imp / "a.tar.gz", b"\x1f\x8b" + bytes(510)),
+                ("--arch", "x86_64"),
+                "gzip archive",
+            ),
+            (lambda d, imp: _overlay(d), ("--arch", "x86_64"), "has a backing file"),
+            (lambda d, imp: imp, ("--arch", "x86_64"), "not a regular file"),
+            (lambda d, imp: d("huge.raw", "raw", "300M"), ("--arch", "x86_64"), "over the limit"),
+        ],
+        ids=[
+            "outside-import-dir",
+            "missing",
+            "arch",
+            "account",
+            "convert",
+            "text",
+            "gzip",
+            "backing",
+            "directory",
+            "too-big",
+        ],
+    )
+    def test_refusals_are_one_clear_line_and_leave_nothing(
+        self,
+        settings: Settings,
+        make_disk: Callable[..., Path],
+        import_dir: Path,
+        prepare,
+        args,
+        message: str,
+    ) -> None:
+        path = prepare(make_disk, import_dir)
+        result = add_local(settings, path, *args, check=False)
+        assert result.returncode == 1
+        assert message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+        assert result.stdout.strip() == ""
+        images_left = list(settings.image_dir.iterdir()) if settings.image_dir.exists() else []
+        assert images_left == []
+
+    def test_symlink_out_of_the_import_dir_is_refused(
+        self, settings: Settings, import_dir: Path
+    ) -> None:
+        (import_dir / "sneaky.raw").symlink_to("/etc/hostname")
+        result = add_local(settings, import_dir / "sneaky.raw", "--arch", "x86_64", check=False)
+        assert result.returncode == 1
+        assert "outside the import directories" in result.stderr
+
+    def test_shell_metacharacters_in_a_path_are_just_data(
+        self, settings: Settings, make_disk: Callable[..., Path], tmp_path: Path
+    ) -> None:
+        disk = make_disk("$(touch pwned); `id`.qcow2")
+        image_id = add_local(settings, disk, "--arch", "x86_64").stdout.strip()
+        assert image_id.startswith("wmi-")
+        assert not (Path.cwd() / "pwned").exists() and not (tmp_path / "pwned").exists()
+
+
+class TestImageLifecycle:
+    def test_update_and_delete(self, settings: Settings, make_disk: Callable[..., Path]) -> None:
+        image_id = add_local(settings, make_disk("a.qcow2"), "--arch", "x86_64").stdout.strip()
+        run(
+            settings,
+            "vdc-manage",
+            "image",
+            "update",
+            image_id,
+            "--display-name",
+            "lucid",
+            "--public",
+        )
+        shown = run(settings, "vdc-manage", "image", "show", image_id).stdout
+        assert "display_name  lucid" in shown.replace("   ", "  ") or "lucid" in shown
+        assert "True" in shown
+        run(settings, "vdc-manage", "image", "del", image_id)
+        missing = run(settings, "vdc-manage", "image", "show", image_id, check=False)
+        assert missing.returncode == 1 and f"image {image_id} not found" in missing.stderr
+        assert list(settings.image_dir.iterdir()) == []
+
+
+class TestAccounts:
+    def test_add_prints_a_key_once_that_works(self, settings: Settings, client: TestClient) -> None:
+        result = run(settings, "vdc-manage", "account", "add", "ops", "--admin")
+        lines = dict(line.split(": ", 1) for line in result.stdout.strip().splitlines())
+        assert lines["account_id"].startswith("a-")
+        assert "only once" in result.stderr
+        me = client.get("/api/v1/accounts/me", headers=bearer(lines["api_key"])).json()
+        assert me == {**me, "id": lines["account_id"], "is_admin": True}
+        listing = run(settings, "vdc-manage", "account", "list").stdout
+        assert "ops" in listing and lines["api_key"] not in listing
+        again = run(settings, "vdc-manage", "account", "add", "ops", check=False)
+        assert again.returncode == 1 and "already exists" in again.stderr
+
+    def test_key_command_issues_another_working_key(
+        self, settings: Settings, client: TestClient
+    ) -> None:
+        run(settings, "vdc-manage", "account", "add", "ops")
+        second = (
+            run(settings, "vdc-manage", "account", "key", "ops")
+            .stdout.split("api_key: ")[1]
+            .strip()
+        )
+        assert client.get("/api/v1/accounts/me", headers=bearer(second)).json()["name"] == "ops"
+
+    def test_delete(self, settings: Settings) -> None:
+        run(settings, "vdc-manage", "account", "add", "temp")
+        run(settings, "vdc-manage", "account", "del", "temp")
+        assert "temp" not in run(settings, "vdc-manage", "account", "list").stdout
+        refused = run(settings, "vdc-manage", "account", "del", "a-shpoolxx", check=False)
+        assert refused.returncode == 1 and "system account" in refused.stderr
+
+
+def test_unmigrated_database_is_refused_with_a_clear_message(
+    tmp_path: Path, import_dir: Path
+) -> None:
+    fresh = Settings(data_dir=tmp_path / "fresh", import_dirs=str(import_dir))
+    for command in (("vdc-manage", "account", "list"), ("vdc", "serve")):
+        result = run(fresh, *command, check=False)
+        assert result.returncode == 2
+        assert "run `vdc migrate` first" in result.stderr
+        assert "Traceback" not in result.stderr
+    migrated = run(fresh, "vdc", "migrate").stdout
+    assert "migrated from empty to revision" in migrated
+    assert "already at revision" in run(fresh, "vdc", "migrate").stdout
+    assert "a-shpoolxx" in run(fresh, "vdc-manage", "account", "list").stdout
+
+
+def test_cli_on_postgres(
+    postgres_url: str, tmp_path: Path, make_disk: Callable[..., Path], import_dir: Path
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "pg", database_url=postgres_url, import_dirs=str(import_dir)
+    )
+    image_id = add_local(settings, make_disk("pg.qcow2"), *WAKAME_FORM).stdout.strip()
+    assert image_id in run(settings, "vdc-manage", "image", "list").stdout
+
+
+def _write(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    return path
+
+
+def _overlay(make_disk: Callable[..., Path]) -> Path:
+    base = make_disk("base.qcow2")
+    return make_disk("overlay.qcow2", "qcow2", "64M", "-b", str(base), "-F", "qcow2")
