@@ -39,6 +39,16 @@ class Settings(BaseSettings):
         default=64 * 1024**3, description="Largest image file accepted, in bytes (upload or local)"
     )
     qemu_img: str = Field(default="qemu-img", description="qemu-img binary")
+    workers: int = Field(default=4, ge=0, le=64, description="Job worker threads (0: no worker)")
+    job_lease_seconds: float = Field(
+        default=15.0, gt=0, description="A job whose worker stops renewing it is retried after this"
+    )
+    sync_interval: float = Field(
+        default=5.0, gt=0, description="Seconds between host/instance state syncs"
+    )
+    stop_timeout: float = Field(
+        default=60.0, ge=0, description="Seconds a guest gets to shut down before it is forced off"
+    )
 
     @field_validator("virt_type")
     @classmethod
@@ -60,6 +70,15 @@ class Settings(BaseSettings):
     @property
     def image_dir(self) -> Path:
         return self.data_dir / "images"
+
+    @property
+    def instance_dir(self) -> Path:
+        """Instance root disks: the libvirt storage pool `vdc-instances` on each host."""
+        return self.data_dir / "instances"
+
+    @property
+    def console_dir(self) -> Path:
+        return self.data_dir / "consoles"
 
     @property
     def admin_key_file(self) -> Path:

@@ -57,3 +57,10 @@ class PayloadTooLarge(AppError):
 class UnsupportedMediaType(AppError):
     status_code = 415
     type = "unsupported_media_type"
+
+
+class HostUnavailable(AppError):
+    """A host could not be reached or refused the operation (libvirt's message attached)."""
+
+    status_code = 502
+    type = "host_unavailable"

@@ -15,6 +15,7 @@ from app.api.errors import install_error_handlers
 from app.api.main import api_router
 from app.config import Settings
 from app.db import engine_for
+from app.worker import Worker
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -31,9 +32,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     engine = engine_for(settings)
 
+    worker = Worker(settings, engine)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        worker.start()
         yield
+        worker.stop()
         engine.dispose()
 
     app = FastAPI(
@@ -46,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.worker = worker
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(docs.router)

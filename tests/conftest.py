@@ -118,6 +118,10 @@ def settings(tmp_path: Path, database_url: str, import_dir: Path) -> Settings:
         database_url=database_url,
         import_dirs=str(import_dir),
         max_image_size=256 * 1024 * 1024,
+        # Fast clocks for tests: the worker notices deaths, power-offs and stops quickly.
+        sync_interval=0.3,
+        job_lease_seconds=3,
+        stop_timeout=2,
     )
 
 
@@ -181,3 +185,34 @@ def make_disk(import_dir: Path):  # type: ignore[no-untyped-def]
         return path
 
     return make
+
+
+# --- libvirt test-driver hosts -------------------------------------------------------------
+
+NODE_XML = """<node>
+  <cpu><mhz>2000</mhz><model>x86_64</model><active>{cpus}</active><nodes>1</nodes>
+    <sockets>1</sockets><cores>{cpus}</cores><threads>1</threads></cpu>
+  <memory>{memory_kib}</memory>
+</node>
+"""
+
+
+@pytest.fixture
+def test_host_uri(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """test_host_uri("h1", cpus=16, memory_mib=32768) -> a fresh libvirt test:// host URI.
+
+    Each URI is its own in-memory hypervisor (unlike test:///default, shared by the
+    whole process), so tests never see each other's domains."""
+    from hypervisor.connection import POOL
+
+    made: list[str] = []
+
+    def make(name: str = "host", cpus: int = 16, memory_mib: int = 32768) -> str:
+        path = tmp_path / f"{name}.xml"
+        path.write_text(NODE_XML.format(cpus=cpus, memory_kib=memory_mib * 1024))
+        made.append(f"test://{path}")
+        return made[-1]
+
+    yield make
+    for uri in made:
+        POOL.forget(uri)

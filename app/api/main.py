@@ -2,9 +2,9 @@
 
 from fastapi import APIRouter
 
-from app.api import accounts, images
+from app.api import accounts, host_nodes, images, instance_types, instances, networks
 from app.api.errors import ERROR_RESPONSES
 
 api_router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
-api_router.include_router(accounts.router)
-api_router.include_router(images.router)
+for module in (accounts, images, host_nodes, networks, instance_types, instances):
+    api_router.include_router(module.router)

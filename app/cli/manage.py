@@ -17,8 +17,11 @@ from app.cli.progress import copy_progress
 from app.config import KNOWN_ARCHES, Settings
 from app.ids import SHARED_ACCOUNT_ID
 from app.models import Account
+from app.models.host_node import HostNodeCreate, HostNodeUpdate
 from app.models.image import ImagePublic, ImageUpdate
-from app.services import accounts, images
+from app.models.instance import InstanceState
+from app.models.network import NetworkCreate
+from app.services import accounts, hosts, images, instances, networks
 from app.services.images import ImageSpec
 from app.services.listing import MAX_LIMIT, PageRequest
 
@@ -30,8 +33,14 @@ cli = typer.Typer(
 account_cli = typer.Typer(help="Accounts and their API keys.", no_args_is_help=True)
 image_cli = typer.Typer(help="Machine images.", no_args_is_help=True)
 image_add_cli = typer.Typer(help="Register an image.", no_args_is_help=True)
+host_cli = typer.Typer(help="Host nodes (libvirt hosts).", no_args_is_help=True)
+network_cli = typer.Typer(help="Networks with DHCP.", no_args_is_help=True)
+instance_cli = typer.Typer(help="Instances (operator's view).", no_args_is_help=True)
 cli.add_typer(account_cli, name="account")
 cli.add_typer(image_cli, name="image")
+cli.add_typer(host_cli, name="host")
+cli.add_typer(network_cli, name="network")
+cli.add_typer(instance_cli, name="instance")
 image_cli.add_typer(image_add_cli, name="add")
 
 # The operator acts with an admin's reach; this account is never stored.
@@ -189,6 +198,196 @@ def image_del(image_id: str) -> None:
     with database(settings) as session:
         images.delete_image(session, settings, OPERATOR, image_id)
     typer.echo(f"deleted {image_id}")
+
+
+# --- hosts -------------------------------------------------------------------------------
+
+HOST_COLUMNS = [
+    "id",
+    "name",
+    "uri",
+    "status",
+    "enabled",
+    "cpu_cores",
+    "cpu_cores_used",
+    "memory_size",
+    "memory_size_used",
+]
+
+
+@host_cli.command("add")
+@reports_errors
+def host_add(
+    name: str,
+    uri: str = typer.Option(..., "--uri", help="libvirt URI, e.g. qemu:///system"),
+    cpu_cores: int | None = typer.Option(None, "--cpu-cores", help="Default: read from libvirt"),
+    memory_size: int | None = typer.Option(
+        None, "--memory-size", help="MiB; default: from libvirt"
+    ),
+) -> None:
+    """Registers a libvirt host and prints its id (hn-...)."""
+    body = HostNodeCreate(name=name, uri=uri, cpu_cores=cpu_cores, memory_size=memory_size)
+    with database(Settings()) as session:
+        host = hosts.add_host(session, body)
+    typer.echo(host.id)
+
+
+@host_cli.command("list")
+@reports_errors
+def host_list() -> None:
+    with database(Settings()) as session:
+        rows, _ = hosts.list_hosts(session, PageRequest(limit=MAX_LIMIT))
+        _print_table([h.model_dump() for h in hosts.public(session, rows)], HOST_COLUMNS)
+
+
+@host_cli.command("show")
+@reports_errors
+def host_show(host_id: str) -> None:
+    with database(Settings()) as session:
+        _print_record(hosts.public(session, [hosts.get_host(session, host_id)])[0].model_dump())
+
+
+def _set_enabled(host_id: str, enabled: bool) -> None:
+    with database(Settings()) as session:
+        hosts.update_host(session, host_id, HostNodeUpdate(enabled=enabled))
+    typer.echo(f"{'enabled' if enabled else 'disabled'} {host_id}")
+
+
+@host_cli.command("disable")
+@reports_errors
+def host_disable(host_id: str) -> None:
+    """No new instances are placed on a disabled host; running ones stay."""
+    _set_enabled(host_id, False)
+
+
+@host_cli.command("enable")
+@reports_errors
+def host_enable(host_id: str) -> None:
+    _set_enabled(host_id, True)
+
+
+@host_cli.command("del")
+@reports_errors
+def host_del(host_id: str) -> None:
+    """Removes a host (refused while it has instances)."""
+    with database(Settings()) as session:
+        hosts.delete_host(session, host_id)
+    typer.echo(f"deleted {host_id}")
+
+
+# --- networks ----------------------------------------------------------------------------
+
+
+@network_cli.command("add")
+@reports_errors
+def network_add(
+    name: str,
+    cidr: str = typer.Option(..., "--cidr", help="e.g. 10.0.0.0/24"),
+    gateway: str | None = typer.Option(None, "--gateway", help="Default: the first address"),
+    dhcp_start: str | None = typer.Option(None, "--dhcp-start"),
+    dhcp_end: str | None = typer.Option(None, "--dhcp-end"),
+    dns: list[str] = typer.Option([], "--dns", help="A DNS server; repeat for more"),
+    domain: str = typer.Option("", "--domain"),
+    default: bool = typer.Option(False, "--default", help="Used by launches that name no network"),
+    account_id: str | None = typer.Option(None, "--account-id", help="Private to this account"),
+) -> None:
+    """Creates a network and prints its id (nw-...)."""
+    body = NetworkCreate(
+        name=name,
+        cidr=cidr,
+        gateway=gateway,
+        dhcp_start=dhcp_start,
+        dhcp_end=dhcp_end,
+        dns_servers=dns,
+        domain=domain,
+        is_default=default,
+        account_id=account_id,
+    )
+    with database(Settings()) as session:
+        network = networks.create_network(session, body)
+    typer.echo(network.id)
+
+
+@network_cli.command("list")
+@reports_errors
+def network_list() -> None:
+    with database(Settings()) as session:
+        rows, _ = networks.list_networks(session, OPERATOR, PageRequest(limit=MAX_LIMIT))
+        table = [n.model_dump() for n in networks.public(session, rows)]
+    _print_table(
+        table,
+        [
+            "id",
+            "name",
+            "cidr",
+            "gateway",
+            "dhcp_start",
+            "dhcp_end",
+            "is_default",
+            "addresses_in_use",
+        ],
+    )
+
+
+@network_cli.command("del")
+@reports_errors
+def network_del(network_id: str) -> None:
+    """Deletes a network no instance uses, and its libvirt networks on the hosts."""
+    with database(Settings()) as session:
+        unreachable = networks.delete_network(session, OPERATOR, network_id)
+    typer.echo(f"deleted {network_id}")
+    for host in unreachable:
+        typer.secho(f"host {host} did not answer: remove vdc-{network_id} there by hand", err=True)
+
+
+# --- instances ---------------------------------------------------------------------------
+
+
+@instance_cli.command("list")
+@reports_errors
+def instance_list(
+    state: str | None = typer.Option(None, "--state"),
+    host_id: str | None = typer.Option(None, "--host-id"),
+    account_id: str | None = typer.Option(None, "--account-id"),
+) -> None:
+    with database(Settings()) as session:
+        rows, _ = instances.list_instances(
+            session,
+            OPERATOR,
+            PageRequest(limit=MAX_LIMIT),
+            state=state,
+            host_node_id=host_id,
+            account_id=account_id,
+        )
+        table = [i.model_dump() for i in instances.public(session, rows)]
+    _print_table(
+        table,
+        ["id", "account_id", "state", "host_node_id", "ip_address", "mac_address", "hostname"],
+    )
+
+
+@instance_cli.command("show")
+@reports_errors
+def instance_show(instance_id: str) -> None:
+    with database(Settings()) as session:
+        shown = instances.public(session, [instances.get_instance(session, OPERATOR, instance_id)])[
+            0
+        ]
+    _print_record(shown.model_dump(mode="json", exclude={"interfaces"}))
+
+
+@instance_cli.command("force-state")
+@reports_errors
+def instance_force_state(
+    instance_id: str,
+    state: InstanceState = typer.Argument(..., help="The state to record."),
+    reason: str = typer.Option("", "--reason"),
+) -> None:
+    """Records a state without touching the host, and cancels the instance's queued jobs:
+    for when the database and reality disagree."""
+    with database(Settings()) as session:
+        instances.force_state(session, instance_id, state, reason)
+    typer.echo(f"{instance_id} is now {state}")
 
 
 def main() -> None:

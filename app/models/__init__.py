@@ -1,6 +1,21 @@
 """All table models, imported here so SQLModel.metadata (and alembic) sees every table."""
 
 from app.models.account import Account, ApiKey
+from app.models.host_node import HostNode
 from app.models.image import Image
+from app.models.instance import Instance, NetworkInterface
+from app.models.instance_type import InstanceType
+from app.models.job import Job
+from app.models.network import Network
 
-__all__ = ["Account", "ApiKey", "Image"]
+__all__ = [
+    "Account",
+    "ApiKey",
+    "HostNode",
+    "Image",
+    "Instance",
+    "InstanceType",
+    "Job",
+    "Network",
+    "NetworkInterface",
+]

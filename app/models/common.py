@@ -33,8 +33,8 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def timestamp_column(**kwargs: Any) -> sa.Column[datetime]:
-    return sa.Column(UTCDateTime(), nullable=False, **kwargs)
+def timestamp_column(nullable: bool = False, **kwargs: Any) -> sa.Column[datetime]:
+    return sa.Column(UTCDateTime(), nullable=nullable, **kwargs)
 
 
 class Page(BaseModel, Generic[T]):

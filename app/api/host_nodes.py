@@ -1,0 +1,53 @@
+"""/api/v1/host_nodes (admin): the libvirt hosts instances run on."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from app.api.deps import AdminAccount, SessionDep
+from app.api.paging import PageDep
+from app.models.common import Page
+from app.models.host_node import HostNodeCreate, HostNodePublic, HostNodeUpdate
+from app.services import hosts
+
+router = APIRouter(prefix="/host_nodes", tags=["host nodes"])
+
+
+@router.get("", response_model=Page[HostNodePublic])
+def list_hosts(
+    session: SessionDep,
+    _admin: AdminAccount,
+    page: PageDep,
+    status: Annotated[str | None, Query(max_length=16)] = None,
+    enabled: bool | None = None,
+) -> Page[HostNodePublic]:
+    rows, total = hosts.list_hosts(session, page, status=status, enabled=enabled)
+    return Page(
+        items=hosts.public(session, rows), total=total, limit=page.limit, offset=page.offset
+    )
+
+
+@router.post("", response_model=HostNodePublic, status_code=201)
+def add_host(body: HostNodeCreate, session: SessionDep, _admin: AdminAccount) -> HostNodePublic:
+    """Registers a host by libvirt URI; capacity is read from libvirt unless given."""
+    return hosts.public(session, [hosts.add_host(session, body)])[0]
+
+
+@router.get("/{host_id}", response_model=HostNodePublic)
+def show_host(host_id: str, session: SessionDep, _admin: AdminAccount) -> HostNodePublic:
+    return hosts.public(session, [hosts.get_host(session, host_id)])[0]
+
+
+@router.patch("/{host_id}", response_model=HostNodePublic)
+def update_host(
+    host_id: str, body: HostNodeUpdate, session: SessionDep, _admin: AdminAccount
+) -> HostNodePublic:
+    """Enables or disables a host (disabled: no new instances), or corrects its capacity."""
+    return hosts.public(session, [hosts.update_host(session, host_id, body)])[0]
+
+
+@router.delete("/{host_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_host(host_id: str, session: SessionDep, _admin: AdminAccount) -> None:
+    hosts.delete_host(session, host_id)

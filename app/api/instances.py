@@ -1,0 +1,103 @@
+"""/api/v1/instances: launch, list, show, power actions, terminate, console."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from app.api.deps import CurrentAccount, SessionDep, SettingsDep
+from app.api.paging import PageDep
+from app.models.common import Page
+from app.models.instance import (
+    ConsoleOutput,
+    InstanceCreate,
+    InstancePublic,
+    InstanceState,
+    InstanceUpdate,
+)
+from app.services import instances
+
+router = APIRouter(prefix="/instances", tags=["instances"])
+
+
+def _one(session: SessionDep, row: instances.Instance) -> InstancePublic:
+    return instances.public(session, [row])[0]
+
+
+@router.post("", response_model=InstancePublic, status_code=status.HTTP_202_ACCEPTED)
+def launch(body: InstanceCreate, session: SessionDep, account: CurrentAccount) -> InstancePublic:
+    """Places the instance, allocates its MAC and IP, and starts it in the background:
+    it answers at once in `pending`; poll until `running` (or `error` with a reason)."""
+    return _one(session, instances.launch(session, account, body))
+
+
+@router.get("", response_model=Page[InstancePublic])
+def list_instances(
+    session: SessionDep,
+    account: CurrentAccount,
+    page: PageDep,
+    state: InstanceState | None = None,
+    image_id: Annotated[str | None, Query(max_length=32)] = None,
+    host_node_id: Annotated[str | None, Query(max_length=32)] = None,
+    account_id: Annotated[str | None, Query(max_length=32)] = None,
+) -> Page[InstancePublic]:
+    rows, total = instances.list_instances(
+        session,
+        account,
+        page,
+        state=state,
+        image_id=image_id,
+        host_node_id=host_node_id,
+        account_id=account_id,
+    )
+    return Page(
+        items=instances.public(session, rows), total=total, limit=page.limit, offset=page.offset
+    )
+
+
+@router.get("/{instance_id}", response_model=InstancePublic)
+def show(instance_id: str, session: SessionDep, account: CurrentAccount) -> InstancePublic:
+    return _one(session, instances.get_instance(session, account, instance_id))
+
+
+@router.patch("/{instance_id}", response_model=InstancePublic)
+def update(
+    instance_id: str, body: InstanceUpdate, session: SessionDep, account: CurrentAccount
+) -> InstancePublic:
+    return _one(session, instances.update_instance(session, account, instance_id, body))
+
+
+@router.delete(
+    "/{instance_id}", response_model=InstancePublic, status_code=status.HTTP_202_ACCEPTED
+)
+def terminate(instance_id: str, session: SessionDep, account: CurrentAccount) -> InstancePublic:
+    """Terminates: the domain, its disk, its DHCP entry and lease are removed."""
+    return _one(session, instances.terminate(session, account, instance_id))
+
+
+def _action(name: str, summary: str):  # type: ignore[no-untyped-def]
+    def endpoint(instance_id: str, session: SessionDep, account: CurrentAccount) -> InstancePublic:
+        return _one(session, instances.request_action(session, account, instance_id, name))
+
+    endpoint.__name__ = f"{name}_instance"
+    endpoint.__doc__ = summary
+    router.post(
+        f"/{{instance_id}}/{name}",
+        response_model=InstancePublic,
+        status_code=status.HTTP_202_ACCEPTED,
+    )(endpoint)
+
+
+_action("start", "Starts a stopped instance.")
+_action("stop", "ACPI shutdown; forced off after the stop timeout.")
+_action("poweroff", "Turns the instance off at once.")
+_action("reboot", "Reboots a running instance.")
+
+
+@router.get("/{instance_id}/console", response_model=ConsoleOutput)
+def console(
+    instance_id: str, session: SessionDep, settings: SettingsDep, account: CurrentAccount
+) -> ConsoleOutput:
+    """The serial console output (the last 64 KiB)."""
+    return instances.console_output(settings, instances.get_instance(session, account, instance_id))

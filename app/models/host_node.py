@@ -1,0 +1,65 @@
+"""Host nodes (`hn-...`): the libvirt hosts instances run on."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel
+from pydantic import Field as PydanticField
+from sqlmodel import Field, SQLModel
+
+from app.models.common import timestamp_column, utcnow
+
+
+class HostStatus(StrEnum):
+    online = "online"
+    offline = "offline"
+
+
+class HostNodeBase(SQLModel):
+    name: str = Field(max_length=64, unique=True)
+    uri: str = Field(max_length=255, unique=True)
+    cpu_cores: int
+    memory_size: int  # MiB
+    arch: str = Field(default="x86_64", max_length=16)
+    enabled: bool = True
+
+
+class HostNode(HostNodeBase, table=True):
+    __tablename__ = "host_nodes"
+
+    id: str = Field(primary_key=True, max_length=32)
+    status: str = Field(default=HostStatus.offline, max_length=16)
+    status_reason: str = Field(default="", max_length=1024)
+    last_seen_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+
+
+class HostNodeCreate(BaseModel):
+    name: str = PydanticField(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    uri: str = PydanticField(
+        min_length=1, max_length=255, description="libvirt URI, e.g. qemu:///system"
+    )
+    cpu_cores: int | None = PydanticField(
+        default=None, ge=1, le=4096, description="Default: read from libvirt"
+    )
+    memory_size: int | None = PydanticField(
+        default=None, ge=64, le=2**31, description="MiB; default: from libvirt"
+    )
+
+
+class HostNodeUpdate(BaseModel):
+    enabled: bool | None = None
+    cpu_cores: int | None = PydanticField(default=None, ge=1, le=4096)
+    memory_size: int | None = PydanticField(default=None, ge=64, le=2**31)
+
+
+class HostNodePublic(HostNodeBase):
+    id: str
+    status: str
+    status_reason: str
+    last_seen_at: datetime | None
+    created_at: datetime
+    cpu_cores_used: int = 0
+    memory_size_used: int = 0

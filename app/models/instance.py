@@ -1,0 +1,156 @@
+"""Instances (`i-...`) and their network interfaces (`vif-...`, each holding an IP lease)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from enum import StrEnum
+from typing import Self
+
+import sqlalchemy as sa
+from pydantic import BaseModel, model_validator
+from pydantic import Field as PydanticField
+from sqlmodel import Field, SQLModel
+
+from app.models.common import timestamp_column, utcnow
+
+MAX_USER_DATA = 16 * 1024
+HOSTNAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+
+
+class InstanceState(StrEnum):
+    pending = "pending"
+    starting = "starting"
+    running = "running"
+    stopping = "stopping"
+    stopped = "stopped"
+    rebooting = "rebooting"
+    shuttingdown = "shuttingdown"
+    terminated = "terminated"
+    error = "error"
+
+
+class Instance(SQLModel, table=True):
+    __tablename__ = "instances"
+
+    id: str = Field(primary_key=True, max_length=32)
+    account_id: str = Field(foreign_key="accounts.id", index=True, max_length=32)
+    display_name: str = Field(default="", max_length=255)
+    hostname: str = Field(max_length=63)
+    image_id: str = Field(foreign_key="images.id", index=True, max_length=32)
+    instance_type: str | None = Field(default=None, max_length=32)
+    cpu_cores: int
+    memory_size: int  # MiB
+    root_disk_size: int = 0  # GiB; 0 = the image's virtual size
+    host_node_id: str | None = Field(
+        default=None, foreign_key="host_nodes.id", index=True, max_length=32
+    )
+    state: str = Field(default=InstanceState.pending, index=True, max_length=16)
+    state_reason: str = Field(default="", max_length=2048)
+    user_data: bytes | None = Field(
+        default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True)
+    )
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+    launched_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+    terminated_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
+
+
+class NetworkInterface(SQLModel, table=True):
+    """A NIC of an instance; its (network, ip) pair is the lease, unique per network."""
+
+    __tablename__ = "network_interfaces"
+    __table_args__ = (sa.UniqueConstraint("network_id", "ip_address", name="uq_lease_per_network"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    instance_id: str = Field(foreign_key="instances.id", index=True, max_length=32)
+    network_id: str = Field(foreign_key="networks.id", index=True, max_length=32)
+    device_index: int = 0
+    mac_address: str = Field(max_length=17, unique=True)
+    ip_address: str = Field(max_length=39)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+
+
+class InstanceCreate(BaseModel):
+    image_id: str = PydanticField(max_length=32)
+    instance_type: str | None = PydanticField(default=None, max_length=32, examples=["small"])
+    cpu_cores: int | None = PydanticField(
+        default=None, ge=1, le=256, description="Instead of a type"
+    )
+    memory_size: int | None = PydanticField(
+        default=None, ge=16, le=4 * 1024 * 1024, description="MiB"
+    )
+    network_id: str | None = PydanticField(
+        default=None, max_length=32, description="Default network if unset"
+    )
+    hostname: str | None = PydanticField(
+        default=None, pattern=HOSTNAME_PATTERN, description="Default: the id"
+    )
+    display_name: str = PydanticField(default="", max_length=255)
+    user_data: str | None = PydanticField(default=None, description="Text, up to 16 KiB (UTF-8)")
+    user_data_base64: str | None = PydanticField(
+        default=None, description="Or bytes, base64-encoded"
+    )
+
+    @model_validator(mode="after")
+    def _size_and_user_data(self) -> Self:
+        if self.instance_type is None and (self.cpu_cores is None or self.memory_size is None):
+            raise ValueError("give instance_type, or both cpu_cores and memory_size")
+        if self.user_data is not None and self.user_data_base64 is not None:
+            raise ValueError("give user_data or user_data_base64, not both")
+        if len(self.user_data_bytes() or b"") > MAX_USER_DATA:
+            raise ValueError(f"user data is limited to {MAX_USER_DATA} bytes")
+        return self
+
+    def user_data_bytes(self) -> bytes | None:
+        if self.user_data is not None:
+            return self.user_data.encode()
+        if self.user_data_base64 is not None:
+            try:
+                return base64.b64decode(self.user_data_base64, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise ValueError("user_data_base64 is not valid base64") from exc
+        return None
+
+
+class InstanceUpdate(BaseModel):
+    display_name: str | None = PydanticField(default=None, max_length=255)
+
+
+class InterfacePublic(BaseModel):
+    id: str
+    network_id: str
+    device_index: int
+    mac_address: str
+    ip_address: str
+
+
+class InstancePublic(BaseModel):
+    id: str
+    account_id: str
+    display_name: str
+    hostname: str
+    image_id: str
+    instance_type: str | None
+    cpu_cores: int
+    memory_size: int
+    root_disk_size: int
+    host_node_id: str | None
+    state: str
+    state_reason: str
+    ip_address: str | None
+    mac_address: str | None
+    network_id: str | None
+    interfaces: list[InterfacePublic]
+    user_data_size: int
+    created_at: datetime
+    updated_at: datetime
+    launched_at: datetime | None
+    terminated_at: datetime | None
+
+
+class ConsoleOutput(BaseModel):
+    instance_id: str
+    output: str
+    truncated: bool

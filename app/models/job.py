@@ -1,0 +1,36 @@
+"""Jobs (`job-...`): background work as rows, claimed with a lease so a dead worker's job is
+picked up again, and every step written to be safe to run twice."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlmodel import Field, SQLModel
+
+from app.models.common import timestamp_column, utcnow
+
+
+class JobState(StrEnum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
+class Job(SQLModel, table=True):
+    __tablename__ = "jobs"
+
+    id: str = Field(primary_key=True, max_length=32)
+    kind: str = Field(max_length=32)
+    instance_id: str | None = Field(default=None, index=True, max_length=32)
+    state: str = Field(default=JobState.queued, index=True, max_length=16)
+    attempts: int = 0
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_expires_at: datetime | None = Field(
+        default=None, sa_column=timestamp_column(nullable=True)
+    )
+    run_after: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+    last_error: str = Field(default="", max_length=2048)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())

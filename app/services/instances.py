@@ -1,0 +1,221 @@
+"""Instance use cases for the API: launch, read, and ask for state changes.
+
+The API never waits for libvirt: it validates, places the instance, allocates its MAC and
+IP, records the wanted change and a job in one transaction, and answers 202. The job
+worker (app/services/lifecycle.py) does the libvirt work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlmodel import Session, col, select
+
+from app.config import Settings
+from app.errors import BadRequest, Conflict, NotFound
+from app.ids import new_id
+from app.models import Account, Instance, InstanceType, NetworkInterface
+from app.models.common import utcnow
+from app.models.instance import (
+    ConsoleOutput,
+    InstanceCreate,
+    InstancePublic,
+    InstanceState,
+    InstanceUpdate,
+    InterfacePublic,
+)
+from app.services import images, jobs, networks
+from app.services.addresses import allocate_interface
+from app.services.listing import PageRequest, fetch_page
+from app.services.placement import PLACEMENT_LOCK, choose_host
+
+SORTABLE = ("created_at", "updated_at", "display_name", "hostname", "state", "id")
+CONSOLE_TAIL = 64 * 1024
+S = InstanceState
+
+# action -> (states it may start from, the state it puts the instance in, the job it queues)
+ACTIONS: dict[str, tuple[tuple[InstanceState, ...], InstanceState, str]] = {
+    "start": ((S.stopped,), S.starting, "start"),
+    "stop": ((S.running,), S.stopping, "stop"),
+    "poweroff": ((S.running, S.stopping, S.rebooting), S.stopping, "poweroff"),
+    "reboot": ((S.running,), S.rebooting, "reboot"),
+}
+
+
+def readable(account: Account):  # type: ignore[no-untyped-def]
+    statement = select(Instance)
+    if not account.is_admin:
+        statement = statement.where(Instance.account_id == account.id)
+    return statement
+
+
+def get_instance(session: Session, account: Account, instance_id: str) -> Instance:
+    instance = session.exec(readable(account).where(Instance.id == instance_id)).first()
+    if instance is None:
+        raise NotFound.resource("instance", instance_id)
+    return instance
+
+
+def list_instances(
+    session: Session, account: Account, page: PageRequest, **filters: object
+) -> tuple[list[Instance], int]:
+    return fetch_page(session, Instance, readable(account), page, SORTABLE, filters)
+
+
+def interfaces_of(session: Session, instance_ids: list[str]) -> dict[str, list[NetworkInterface]]:
+    found: dict[str, list[NetworkInterface]] = {i: [] for i in instance_ids}
+    rows = session.exec(
+        select(NetworkInterface)
+        .where(col(NetworkInterface.instance_id).in_(instance_ids))
+        .order_by(col(NetworkInterface.device_index))
+    )
+    for interface in rows:
+        found[interface.instance_id].append(interface)
+    return found
+
+
+def public(session: Session, rows: list[Instance]) -> list[InstancePublic]:
+    nics = interfaces_of(session, [r.id for r in rows])
+    result = []
+    for row in rows:
+        own = nics[row.id]
+        first = own[0] if own else None
+        result.append(
+            InstancePublic(
+                **row.model_dump(exclude={"user_data"}),
+                ip_address=first.ip_address if first else None,
+                mac_address=first.mac_address if first else None,
+                network_id=first.network_id if first else None,
+                interfaces=[InterfacePublic.model_validate(n, from_attributes=True) for n in own],
+                user_data_size=len(row.user_data or b""),
+            )
+        )
+    return result
+
+
+def _size(session: Session, body: InstanceCreate) -> tuple[str | None, int, int, int]:
+    if body.instance_type is None:
+        assert body.cpu_cores is not None and body.memory_size is not None
+        return None, body.cpu_cores, body.memory_size, 0
+    kind = session.get(InstanceType, body.instance_type)
+    if kind is None:
+        raise BadRequest(f"unknown instance type {body.instance_type!r}")
+    return (
+        kind.name,
+        body.cpu_cores or kind.cpu_cores,
+        body.memory_size or kind.memory_size,
+        kind.root_disk_size,
+    )
+
+
+def launch(session: Session, account: Account, body: InstanceCreate) -> Instance:
+    image = images.get_image(session, account, body.image_id)
+    network = (
+        networks.get_network(session, account, body.network_id)
+        if body.network_id
+        else networks.default_network(session, account)
+    )
+    type_name, cpu_cores, memory_size, root_disk_size = _size(session, body)
+    user_data = body.user_data_bytes()  # validated with the body
+    instance_id = new_id("instance")
+    with PLACEMENT_LOCK:
+        host = choose_host(session, cpu_cores, memory_size)
+        instance = Instance(
+            id=instance_id,
+            account_id=account.id,
+            display_name=body.display_name,
+            hostname=body.hostname or instance_id,
+            image_id=image.id,
+            instance_type=type_name,
+            cpu_cores=cpu_cores,
+            memory_size=memory_size,
+            root_disk_size=root_disk_size,
+            host_node_id=host.id,
+            user_data=user_data,
+        )
+        session.add(instance)
+        session.flush()
+        allocate_interface(session, instance.id, network)
+        jobs.enqueue(session, "launch", instance.id)
+        session.commit()
+    return instance
+
+
+def request_action(session: Session, account: Account, instance_id: str, action: str) -> Instance:
+    allowed, next_state, job_kind = ACTIONS[action]
+    instance = get_instance(session, account, instance_id)
+    if instance.state not in allowed:
+        wanted = " or ".join(allowed)
+        raise Conflict(
+            f"cannot {action} instance {instance.id} while it is {instance.state} "
+            f"(it must be {wanted})"
+        )
+    _set_state(instance, next_state)
+    session.add(instance)
+    jobs.enqueue(session, job_kind, instance.id)
+    session.commit()
+    return instance
+
+
+def terminate(session: Session, account: Account, instance_id: str) -> Instance:
+    """Idempotent: terminating a terminating or terminated instance changes nothing."""
+    instance = get_instance(session, account, instance_id)
+    if instance.state in (S.shuttingdown, S.terminated):
+        return instance
+    _set_state(instance, S.shuttingdown)
+    session.add(instance)
+    jobs.enqueue(session, "terminate", instance.id)
+    session.commit()
+    return instance
+
+
+def update_instance(
+    session: Session, account: Account, instance_id: str, body: InstanceUpdate
+) -> Instance:
+    instance = get_instance(session, account, instance_id)
+    if body.display_name is not None:
+        instance.display_name = body.display_name
+        instance.updated_at = utcnow()
+    session.add(instance)
+    session.commit()
+    return instance
+
+
+def force_state(session: Session, instance_id: str, state: InstanceState, reason: str) -> Instance:
+    """Operator's override (vdc-manage instance force-state) for when reality and the
+    database disagree; queued jobs for the instance are cancelled."""
+    instance = session.get(Instance, instance_id)
+    if instance is None:
+        raise NotFound.resource("instance", instance_id)
+    for job in jobs.pending_for(session, instance.id):
+        job.state, job.last_error = "failed", f"cancelled: state forced to {state}"
+        session.add(job)
+    _set_state(instance, state, reason or f"forced to {state} by an operator")
+    session.add(instance)
+    session.commit()
+    return instance
+
+
+def console_output(settings: Settings, instance: Instance) -> ConsoleOutput:
+    """The serial console as logged on the host (the last 64 KiB)."""
+    path = console_log_path(settings, instance.id)
+    data, truncated = b"", False
+    if path.exists():
+        with path.open("rb") as handle:
+            size = handle.seek(0, 2)
+            truncated = size > CONSOLE_TAIL
+            handle.seek(max(0, size - CONSOLE_TAIL))
+            data = handle.read()
+    return ConsoleOutput(
+        instance_id=instance.id, output=data.decode("utf-8", "replace"), truncated=truncated
+    )
+
+
+def console_log_path(settings: Settings, instance_id: str) -> Path:
+    return settings.console_dir / f"{instance_id}.log"
+
+
+def _set_state(instance: Instance, state: InstanceState, reason: str = "") -> None:
+    instance.state = state
+    instance.state_reason = reason
+    instance.updated_at = utcnow()

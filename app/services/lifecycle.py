@@ -1,0 +1,240 @@
+"""What the job worker does for each kind of job: the libvirt side of an instance's life.
+
+Every step is idempotent (ensure_*, delete-if-present), so a job cut short by a crash is
+simply run again from the top. State changes are compare-and-set: a job only moves an
+instance out of the state it expects, never over a newer decision (a terminate, a force).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from app.config import Settings
+from app.models import HostNode, Image, Instance, Job, Network, NetworkInterface
+from app.models.common import utcnow
+from app.models.instance import InstanceState
+from app.services.hypervisors import INSTANCE_POOL, driver_for
+from app.services.instances import console_log_path
+from app.services.networks import libvirt_name, spec_for
+from hypervisor.driver import HostDriver
+from hypervisor.specs import DhcpHost, DiskSpec, DomainSpec, InterfaceSpec, PoolSpec, RootVolumeSpec
+
+log = logging.getLogger("vdc.lifecycle")
+S = InstanceState
+ARCH = {"x86_64": "x86_64", "x86": "i686", "i686": "i686", "aarch64": "aarch64"}
+
+
+@dataclass
+class JobContext:
+    settings: Settings
+    engine: sa.Engine
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+
+def transition(
+    ctx: JobContext, instance_id: str, expected: tuple[str, ...], new: str, **fields: object
+) -> bool:
+    """Sets the state only if it is still one of `expected`; True when it did."""
+    values = {"state": new, "updated_at": utcnow(), **fields}
+    with ctx.engine.begin() as connection:
+        result = connection.execute(
+            sa.update(Instance)
+            .where(col(Instance.id) == instance_id)
+            .where(col(Instance.state).in_(expected))
+            .values(**values)
+        )
+    return result.rowcount == 1
+
+
+@dataclass
+class Loaded:
+    instance: Instance
+    host: HostNode | None
+    image: Image
+    interfaces: list[tuple[NetworkInterface, Network]]
+
+    @property
+    def driver(self) -> HostDriver:
+        assert self.host is not None, "instance has no host"
+        return driver_for(self.host)
+
+
+def load(ctx: JobContext, instance_id: str) -> Loaded | None:
+    with ctx.session() as session:
+        instance = session.get(Instance, instance_id)
+        if instance is None:
+            return None
+        host = session.get(HostNode, instance.host_node_id) if instance.host_node_id else None
+        image = session.get(Image, instance.image_id)
+        assert image is not None
+        rows = session.exec(
+            select(NetworkInterface, Network)
+            .join(Network, col(Network.id) == NetworkInterface.network_id)
+            .where(NetworkInterface.instance_id == instance_id)
+            .order_by(col(NetworkInterface.device_index))
+        ).all()
+        return Loaded(instance, host, image, [(nic, net) for nic, net in rows])
+
+
+def root_volume_name(instance_id: str) -> str:
+    return f"{instance_id}-root.qcow2"
+
+
+def ensure_running(ctx: JobContext, loaded: Loaded) -> None:
+    """Everything an instance needs on its host, created where missing, then powered on."""
+    settings, instance, driver = ctx.settings, loaded.instance, loaded.driver
+    for nic, network in loaded.interfaces:
+        driver.ensure_network(spec_for(network))
+        driver.add_dhcp_host(
+            libvirt_name(network), DhcpHost(nic.mac_address, nic.ip_address, instance.hostname)
+        )
+    driver.ensure_pool(PoolSpec(INSTANCE_POOL, str(settings.instance_dir)))
+    image = loaded.image
+    disk_path = driver.ensure_root_volume(
+        INSTANCE_POOL,
+        RootVolumeSpec(
+            name=root_volume_name(instance.id),
+            capacity_bytes=max(image.virtual_size, instance.root_disk_size * 1024**3),
+            backing_path=str(settings.image_dir / image.file_name),
+            backing_format=image.format,
+        ),
+    )
+    settings.console_dir.mkdir(parents=True, exist_ok=True)
+    guest = driver.ensure_domain(
+        DomainSpec(
+            name=instance.id,
+            virt_type=driver.virt_type(settings.virt_type),
+            arch=ARCH.get(image.arch, image.arch),
+            vcpus=instance.cpu_cores,
+            memory_mib=instance.memory_size,
+            instance_id=instance.id,
+            account_id=instance.account_id,
+            disks=(DiskSpec(path=disk_path, format="qcow2", target="vda"),),
+            interfaces=tuple(
+                InterfaceSpec(mac=nic.mac_address, network=libvirt_name(network))
+                for nic, network in loaded.interfaces
+            ),
+            console_log=str(console_log_path(settings, instance.id)),
+        )
+    )
+    guest.start()
+
+
+def run_launch(ctx: JobContext, job: Job, loaded: Loaded) -> None:
+    if not transition(ctx, loaded.instance.id, (S.pending, S.starting), S.starting):
+        return  # terminated (or forced) before the launch ran: nothing to build
+    ensure_running(ctx, loaded)
+    transition(
+        ctx, loaded.instance.id, (S.starting,), S.running, launched_at=utcnow(), state_reason=""
+    )
+
+
+def run_start(ctx: JobContext, job: Job, loaded: Loaded) -> None:
+    if loaded.instance.state != S.starting:
+        return
+    ensure_running(ctx, loaded)
+    transition(ctx, loaded.instance.id, (S.starting,), S.running, state_reason="")
+
+
+def run_stop(ctx: JobContext, job: Job, loaded: Loaded) -> None:
+    """ACPI shutdown; forced off if the guest has not stopped within the stop timeout."""
+    if loaded.instance.state != S.stopping:
+        return
+    guest = loaded.driver.find_guest(loaded.instance.id)
+    reason = ""
+    if guest is not None and guest.is_running():
+        guest.shutdown()
+        deadline = time.monotonic() + ctx.settings.stop_timeout
+        while guest.is_running() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if guest.is_running():
+            guest.poweroff()
+            reason = (
+                f"forced off: the guest did not shut down within {ctx.settings.stop_timeout:g}s"
+            )
+    transition(ctx, loaded.instance.id, (S.stopping,), S.stopped, state_reason=reason)
+
+
+def run_poweroff(ctx: JobContext, job: Job, loaded: Loaded) -> None:
+    if loaded.instance.state != S.stopping:
+        return
+    guest = loaded.driver.find_guest(loaded.instance.id)
+    if guest is not None:
+        guest.poweroff()
+    transition(ctx, loaded.instance.id, (S.stopping,), S.stopped, state_reason="")
+
+
+def run_reboot(ctx: JobContext, job: Job, loaded: Loaded) -> None:
+    if loaded.instance.state != S.rebooting:
+        return
+    guest = loaded.driver.find_guest(loaded.instance.id)
+    if guest is not None and guest.is_running():
+        guest.reboot()
+    else:
+        ensure_running(ctx, loaded)  # it was off after all: a reboot ends with it running
+    transition(ctx, loaded.instance.id, (S.rebooting,), S.running, state_reason="")
+
+
+def run_terminate(ctx: JobContext, job: Job, loaded: Loaded) -> None:
+    """Removes the domain, its disk, its DHCP entries and leases, and its console log."""
+    instance = loaded.instance
+    if instance.state == S.terminated:
+        return
+    if loaded.host is not None:
+        driver = loaded.driver
+        driver.undefine(instance.id)
+        driver.delete_volume(INSTANCE_POOL, root_volume_name(instance.id))
+        for nic, network in loaded.interfaces:
+            driver.remove_dhcp_host(libvirt_name(network), nic.mac_address)
+    with ctx.session() as session:
+        for nic, _ in loaded.interfaces:
+            session.exec(sa.delete(NetworkInterface).where(col(NetworkInterface.id) == nic.id))
+        session.commit()
+    console_log_path(ctx.settings, instance.id).unlink(missing_ok=True)
+    transition(
+        ctx,
+        instance.id,
+        tuple(s for s in S if s != S.terminated),
+        S.terminated,
+        terminated_at=utcnow(),
+        state_reason="",
+    )
+
+
+HANDLERS: dict[str, Callable[[JobContext, Job, Loaded], None]] = {
+    "launch": run_launch,
+    "start": run_start,
+    "stop": run_stop,
+    "poweroff": run_poweroff,
+    "reboot": run_reboot,
+    "terminate": run_terminate,
+}
+
+
+def run(ctx: JobContext, job: Job) -> None:
+    if job.instance_id is None or job.kind not in HANDLERS:
+        raise ValueError(f"job {job.id}: unknown kind {job.kind!r}")
+    loaded = load(ctx, job.instance_id)
+    if loaded is None:
+        log.warning("job %s: instance %s no longer exists", job.id, job.instance_id)
+        return
+    HANDLERS[job.kind](ctx, job, loaded)
+
+
+def fail_instance(ctx: JobContext, instance_id: str, reason: str) -> None:
+    """Ends a failed job's instance in `error` with a reason (never stuck in a transition)."""
+    transition(
+        ctx,
+        instance_id,
+        tuple(s for s in S if s not in (S.terminated,)),
+        S.error,
+        state_reason=reason[:2048],
+    )

@@ -1,0 +1,116 @@
+"""The job worker inside the server process: threads that claim jobs, one that keeps their
+leases alive, one that runs the periodic sync."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+
+import sqlalchemy as sa
+
+from app.config import Settings
+from app.services import jobs, lifecycle, sync
+from app.services.lifecycle import JobContext
+from hypervisor.errors import HostUnreachable
+
+log = logging.getLogger("vdc.worker")
+POLL_SECONDS = 0.25
+
+
+class Worker:
+    def __init__(self, settings: Settings, engine: sa.Engine) -> None:
+        self.ctx = JobContext(settings=settings, engine=engine)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._in_flight: set[str] = set()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        settings = self.ctx.settings
+        for n in range(settings.workers):
+            self._spawn(self._claim_loop, f"vdc-job-{n}")
+        if settings.workers:
+            self._spawn(self._renew_loop, "vdc-lease")
+        self._spawn(self._sync_loop, "vdc-sync")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def _spawn(self, target: object, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
+        thread.start()
+        self._threads.append(thread)
+
+    def _claim_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                job = jobs.claim(self.ctx.engine, self.owner, self.ctx.settings.job_lease_seconds)
+            except sa.exc.SQLAlchemyError:
+                log.exception("claiming a job failed")
+                job = None
+            if job is None:
+                self._stop.wait(POLL_SECONDS)
+                continue
+            with self._lock:
+                self._in_flight.add(job.id)
+            try:
+                self._execute(job)
+            finally:
+                with self._lock:
+                    self._in_flight.discard(job.id)
+
+    def _execute(self, job: jobs.Job) -> None:
+        engine, owner = self.ctx.engine, self.owner
+        try:
+            lifecycle.run(self.ctx, job)
+        except HostUnreachable as error:
+            if job.attempts < jobs.MAX_ATTEMPTS:
+                delay = min(30.0, 2.0**job.attempts)
+                log.warning(
+                    "job %s (%s): host unreachable, retry in %.0fs: %s",
+                    job.id,
+                    job.kind,
+                    delay,
+                    error,
+                )
+                jobs.retry_later(engine, job.id, owner, str(error), delay)
+                return
+            self._fail(
+                job, f"{job.kind} failed: host unreachable after {job.attempts} attempts: {error}"
+            )
+        except Exception as error:  # every failure ends in `error` with a reason, never stuck
+            log.exception("job %s (%s) failed", job.id, job.kind)
+            self._fail(job, f"{job.kind} failed: {error}")
+        else:
+            jobs.finish(engine, job.id, owner)
+
+    def _fail(self, job: jobs.Job, reason: str) -> None:
+        if job.instance_id:
+            lifecycle.fail_instance(self.ctx, job.instance_id, reason)
+        jobs.finish(self.ctx.engine, job.id, self.owner, error=reason)
+
+    def _renew_loop(self) -> None:
+        interval = self.ctx.settings.job_lease_seconds / 3
+        while not self._stop.wait(interval):
+            with self._lock:
+                in_flight = list(self._in_flight)
+            for job_id in in_flight:
+                try:
+                    jobs.renew(
+                        self.ctx.engine, job_id, self.owner, self.ctx.settings.job_lease_seconds
+                    )
+                except sa.exc.SQLAlchemyError:
+                    log.exception("renewing the lease of %s failed", job_id)
+
+    def _sync_loop(self) -> None:
+        while not self._stop.wait(self.ctx.settings.sync_interval):
+            try:
+                sync.sync_all(self.ctx)
+            except Exception:
+                log.exception("sync failed")

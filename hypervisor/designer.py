@@ -1,0 +1,162 @@
+"""The policy for vdc's libvirt documents: specs (hypervisor/specs.py) in, XML objects out.
+
+hypervisor/xml/ only knows how XML is spelled; every choice (buses, models, machine type,
+what happens on reboot) is made here, in small functions the driver calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from hypervisor.specs import (
+    DhcpHost,
+    DiskSpec,
+    DomainSpec,
+    InterfaceSpec,
+    NetworkSpec,
+    PoolSpec,
+    RootVolumeSpec,
+)
+from hypervisor.xml import (
+    Domain,
+    DomainConsole,
+    DomainDisk,
+    DomainInterface,
+    DomainOs,
+    DomainRng,
+    DomainSerial,
+    Network,
+    NetworkDhcpHost,
+    NetworkIp,
+    StoragePool,
+    StorageVolume,
+    VdcInstanceMetadata,
+)
+
+VIRT_TYPES = ("kvm", "qemu", "test")
+FORWARD_MODES = ("nat", "route", "none")
+# i440fx ("pc") rather than q35: its ACPI PCI hotplug lets volumes be attached to a running
+# guest without pre-allocating PCIe root ports. It exists for x86 guests only.
+_MACHINE_TYPE_BY_ARCH = {"x86_64": "pc", "i686": "pc"}
+
+
+def domain(spec: DomainSpec) -> Domain:
+    if spec.virt_type not in VIRT_TYPES:
+        raise ValueError(f"virt_type must be one of {VIRT_TYPES}, not {spec.virt_type!r}")
+    machine = _MACHINE_TYPE_BY_ARCH.get(spec.arch)
+    if machine is None:
+        raise ValueError(f"no machine type for arch {spec.arch!r} (vdc supports x86 guests)")
+    return Domain(
+        type=spec.virt_type,
+        name=spec.name,
+        uuid=spec.uuid,
+        instance=VdcInstanceMetadata(instance_id=spec.instance_id, account_id=spec.account_id),
+        memory_kib=spec.memory_mib * 1024,
+        vcpus=spec.vcpus,
+        os=DomainOs(arch=spec.arch, machine=machine, boot_devices=("hd",)),
+        features=("acpi", "apic"),  # ACPI: clean shutdown and PCI hotplug
+        # The guest sees the host's CPU as is; only meaningful with hardware virtualisation
+        # (under TCG the host CPU model cannot be emulated).
+        cpu_mode="host-passthrough" if spec.virt_type == "kvm" else None,
+        # A guest's "poweroff" ends the domain; vdc notices and marks the instance stopped.
+        on_poweroff="destroy",
+        on_reboot="restart",
+        on_crash="destroy",
+        disks=tuple(_disk(disk) for disk in spec.disks),
+        interfaces=tuple(_interface(interface) for interface in spec.interfaces),
+        # One pty serial port, logged to a file so the API can show the console output;
+        # append off: each boot starts a fresh log.
+        serials=(
+            DomainSerial(
+                target_port=0,
+                log_file=spec.console_log,
+                log_append=False if spec.console_log is not None else None,
+            ),
+        ),
+        consoles=(DomainConsole(target_type="serial"),),
+        memballoon_model="virtio",
+        # Guests (cloud-init, sshd key generation) block at boot without entropy.
+        rng=DomainRng(model="virtio", backend_model="random", backend_path="/dev/urandom"),
+        # No <graphics> and no <video>: vdc guests are headless, the serial console is the
+        # only screen.
+    )
+
+
+def _disk(spec: DiskSpec) -> DomainDisk:
+    # No cache='none': it needs O_DIRECT, which tmpfs (test and CI hosts) refuses.
+    return DomainDisk(
+        source_file=spec.path,
+        target_dev=spec.target,
+        target_bus="virtio",
+        driver_name="qemu",
+        driver_type=spec.format,
+        serial=spec.serial,
+    )
+
+
+def _interface(spec: InterfaceSpec) -> DomainInterface:
+    return DomainInterface(mac=spec.mac, source_network=spec.network, model=spec.model)
+
+
+def network(spec: NetworkSpec, hosts: Iterable[DhcpHost] = ()) -> Network:
+    if spec.forward not in FORWARD_MODES:
+        raise ValueError(f"forward must be one of {FORWARD_MODES}, not {spec.forward!r}")
+    return Network(
+        name=spec.name,
+        # "none" is an isolated network: no <forward> at all. Beware: dnsmasq then sends an
+        # empty router option, so guests get no default route (see ARCHITECTURE.md).
+        forward_mode=None if spec.forward == "none" else spec.forward,
+        bridge=spec.bridge,
+        # STP on with no forward delay: loops are caught, yet a new guest's port forwards
+        # at once instead of after the usual 15 s of listening (which DHCP would miss).
+        bridge_stp=True,
+        bridge_delay=0,
+        domain_name=spec.domain,
+        dns_forwarders=spec.dns_servers,
+        ip=NetworkIp(
+            address=spec.gateway,
+            prefix=spec.prefix,
+            dhcp_start=spec.dhcp_start,
+            dhcp_end=spec.dhcp_end,
+            dhcp_hosts=tuple(_dhcp_host(host) for host in hosts),
+        ),
+    )
+
+
+def _dhcp_host(host: DhcpHost) -> NetworkDhcpHost:
+    return NetworkDhcpHost(mac=host.mac, ip=host.ip, name=host.name)
+
+
+def dhcp_host(host: DhcpHost) -> str:
+    """The <host/> snippet virNetworkUpdate takes for VIR_NETWORK_SECTION_IP_DHCP_HOST."""
+    return _dhcp_host(host).to_xml()
+
+
+def parse_dhcp_hosts(network_xml: str) -> list[DhcpHost]:
+    """The static DHCP entries of a network's XML, as libvirt returns it.
+
+    Entries without a MAC (libvirt allows name-only hosts) were not made by vdc: skipped.
+    """
+    return [
+        DhcpHost(mac=host.mac, ip=host.ip, name=host.name)
+        for host in Network.from_xml(network_xml).dhcp_hosts
+        if host.mac is not None
+    ]
+
+
+def pool(spec: PoolSpec) -> StoragePool:
+    return StoragePool(name=spec.name, target_path=spec.path, type="dir")
+
+
+def root_volume(spec: RootVolumeSpec) -> StorageVolume:
+    """A qcow2 overlay on the image: the image stays shared and read-only, and the instance's
+    disk only stores what the guest changes."""
+    return StorageVolume(
+        name=spec.name,
+        capacity_bytes=spec.capacity_bytes,
+        format="qcow2",
+        backing_path=spec.backing_path,
+        # Stated explicitly: qemu refuses to probe a backing file's format (a raw image could
+        # otherwise pose as qcow2 and point at any host file).
+        backing_format=spec.backing_format,
+    )

@@ -1,0 +1,236 @@
+"""Named, idempotent operations on one host; the only code that sends XML to libvirt.
+
+Every step can be repeated safely (a job that died halfway runs again from the top):
+ensure_* creates what is missing and leaves what exists; remove/delete of something
+already gone is not an error.
+"""
+
+from __future__ import annotations
+
+import libvirt
+
+from hypervisor import designer
+from hypervisor.connection import POOL, ConnectionPool
+from hypervisor.errors import NotFoundOnHost, translated
+from hypervisor.guest import Guest, lookup
+from hypervisor.specs import (
+    DhcpHost,
+    DomainInfo,
+    DomainSpec,
+    HostCapacity,
+    NetworkSpec,
+    PoolSpec,
+    RootVolumeSpec,
+)
+from hypervisor.xml.base import parse
+
+_UPDATE_BOTH = libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE | libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
+
+
+class HostDriver:
+    def __init__(self, uri: str, pool: ConnectionPool = POOL) -> None:
+        self.uri = uri
+        self._pool = pool
+
+    def _conn(self) -> libvirt.virConnect:
+        return self._pool.get(self.uri)
+
+    # --- the host itself ---------------------------------------------------------------
+
+    @translated
+    def capacity(self) -> HostCapacity:
+        connection = self._conn()
+        model, memory_mib, cpus, *_ = connection.getInfo()
+        return HostCapacity(
+            cpu_cores=int(cpus),
+            memory_mib=int(memory_mib),
+            arch=str(model),
+            hypervisor=connection.getType(),
+        )
+
+    @translated
+    def virt_type(self, requested: str) -> str:
+        """The domain type to use: the test driver's own, or kvm/qemu as asked; `auto` picks
+        kvm only where libvirt reports it can run KVM guests."""
+        connection = self._conn()
+        if connection.getType().lower() == "test":
+            return "test"
+        if requested != "auto":
+            return requested
+        capabilities = parse(connection.getCapabilities(), "capabilities")
+        kvm = capabilities.findall("./guest/arch/domain[@type='kvm']")
+        return "kvm" if kvm else "qemu"
+
+    # --- networks ------------------------------------------------------------------------
+
+    @translated
+    def ensure_network(self, spec: NetworkSpec) -> None:
+        connection = self._conn()
+        try:
+            network = connection.networkLookupByName(spec.name)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() != libvirt.VIR_ERR_NO_NETWORK:
+                raise
+            network = connection.networkDefineXML(designer.network(spec).to_xml())
+        if not network.isActive():
+            network.create()
+        if not network.autostart():
+            network.setAutostart(1)
+
+    @translated
+    def delete_network(self, name: str) -> None:
+        try:
+            network = self._conn().networkLookupByName(name)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
+                return
+            raise
+        if network.isActive():
+            network.destroy()
+        network.undefine()
+
+    @translated
+    def dhcp_hosts(self, network_name: str) -> list[DhcpHost]:
+        """Static DHCP entries of the network (live and persistent are kept equal)."""
+        network = self._conn().networkLookupByName(network_name)
+        return designer.parse_dhcp_hosts(network.XMLDesc(0))
+
+    @translated
+    def add_dhcp_host(self, network_name: str, host: DhcpHost) -> None:
+        """Makes the network's dnsmasq hand `host.ip` to `host.mac`, live and persistently."""
+        existing = {h.mac: h for h in self.dhcp_hosts(network_name)}
+        if existing.get(host.mac) == host:
+            return
+        network = self._conn().networkLookupByName(network_name)
+        command = (
+            libvirt.VIR_NETWORK_UPDATE_COMMAND_MODIFY
+            if host.mac in existing
+            else libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST
+        )
+        flags = _UPDATE_BOTH if network.isActive() else libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
+        network.update(
+            command, libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, designer.dhcp_host(host), flags
+        )
+
+    @translated
+    def remove_dhcp_host(self, network_name: str, mac: str) -> None:
+        try:
+            hosts = {h.mac: h for h in self.dhcp_hosts(network_name)}
+        except NotFoundOnHost:
+            return
+        if mac not in hosts:
+            return
+        network = self._conn().networkLookupByName(network_name)
+        flags = _UPDATE_BOTH if network.isActive() else libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
+        network.update(
+            libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE,
+            libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST,
+            -1,
+            designer.dhcp_host(hosts[mac]),
+            flags,
+        )
+
+    @translated
+    def dhcp_leases(self, network_name: str) -> list[DhcpHost]:
+        """Leases dnsmasq has handed out (what guests really got)."""
+        try:
+            network = self._conn().networkLookupByName(network_name)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
+                return []
+            raise
+        if not network.isActive():
+            return []
+        leases = network.DHCPLeases() or []
+        return [
+            DhcpHost(mac=lease["mac"], ip=lease["ipaddr"], name=lease.get("hostname"))
+            for lease in leases
+        ]
+
+    # --- storage -------------------------------------------------------------------------
+
+    @translated
+    def ensure_pool(self, spec: PoolSpec) -> None:
+        connection = self._conn()
+        try:
+            pool = connection.storagePoolLookupByName(spec.name)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
+                raise
+            pool = connection.storagePoolDefineXML(designer.pool(spec).to_xml())
+            pool.build(0)
+        if not pool.isActive():
+            pool.create()
+        if not pool.autostart():
+            pool.setAutostart(1)
+
+    @translated
+    def ensure_root_volume(self, pool_name: str, spec: RootVolumeSpec) -> str:
+        """Creates the instance's qcow2 overlay on its image; returns the volume's path."""
+        pool = self._conn().storagePoolLookupByName(pool_name)
+        try:
+            return str(pool.storageVolLookupByName(spec.name).path())
+        except libvirt.libvirtError as error:
+            if error.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
+                raise
+        pool.refresh(0)  # a file left by a crashed run appears in the pool only after this
+        try:
+            return str(pool.storageVolLookupByName(spec.name).path())
+        except libvirt.libvirtError:
+            volume = pool.createXML(designer.root_volume(spec).to_xml(), 0)
+            return str(volume.path())
+
+    @translated
+    def volume_exists(self, pool_name: str, name: str) -> bool:
+        try:
+            self._conn().storagePoolLookupByName(pool_name).storageVolLookupByName(name)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() in (
+                libvirt.VIR_ERR_NO_STORAGE_VOL,
+                libvirt.VIR_ERR_NO_STORAGE_POOL,
+            ):
+                return False
+            raise
+        return True
+
+    @translated
+    def delete_volume(self, pool_name: str, name: str) -> None:
+        try:
+            volume = self._conn().storagePoolLookupByName(pool_name).storageVolLookupByName(name)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() in (
+                libvirt.VIR_ERR_NO_STORAGE_VOL,
+                libvirt.VIR_ERR_NO_STORAGE_POOL,
+            ):
+                return
+            raise
+        volume.delete(0)
+
+    # --- domains -------------------------------------------------------------------------
+
+    @translated
+    def ensure_domain(self, spec: DomainSpec) -> Guest:
+        connection = self._conn()
+        try:
+            return lookup(connection, spec.name)
+        except NotFoundOnHost:
+            return Guest(connection.defineXML(designer.domain(spec).to_xml()))
+
+    @translated
+    def guest(self, name: str) -> Guest:
+        return lookup(self._conn(), name)
+
+    def find_guest(self, name: str) -> Guest | None:
+        try:
+            return self.guest(name)
+        except NotFoundOnHost:
+            return None
+
+    def undefine(self, name: str) -> None:
+        guest = self.find_guest(name)
+        if guest is not None:
+            guest.undefine()
+
+    @translated
+    def list_domains(self) -> list[DomainInfo]:
+        return [Guest(domain).info() for domain in self._conn().listAllDomains(0)]

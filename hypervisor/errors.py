@@ -1,0 +1,82 @@
+"""libvirt's errors turned into a few kinds vdc acts on, in one place.
+
+The app maps these to HTTP answers (app/services/hypervisor_errors.py): not found on the
+host, host unreachable (retry later, host offline), and everything else (the operation
+failed: error state with libvirt's message as the reason).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import ParamSpec, TypeVar
+
+import libvirt
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class HypervisorError(Exception):
+    """An operation on a host failed; the message is libvirt's, fit for an error reason."""
+
+
+class HostUnreachable(HypervisorError):
+    """The host's libvirtd cannot be reached (down, restarting, network): try again later."""
+
+
+class NotFoundOnHost(HypervisorError):
+    """The domain, network, pool or volume does not exist on the host."""
+
+
+class AlreadyExists(HypervisorError):
+    """Creating something that is there already (idempotent steps treat this as success)."""
+
+
+_UNREACHABLE = {
+    libvirt.VIR_ERR_SYSTEM_ERROR,
+    libvirt.VIR_ERR_RPC,
+    libvirt.VIR_ERR_NO_CONNECT,
+    libvirt.VIR_ERR_INVALID_CONN,
+    libvirt.VIR_ERR_AUTH_FAILED,
+    libvirt.VIR_ERR_AUTH_UNAVAILABLE,
+}
+_NOT_FOUND = {
+    libvirt.VIR_ERR_NO_DOMAIN,
+    libvirt.VIR_ERR_NO_NETWORK,
+    libvirt.VIR_ERR_NO_STORAGE_POOL,
+    libvirt.VIR_ERR_NO_STORAGE_VOL,
+    libvirt.VIR_ERR_NO_NWFILTER,
+}
+_EXISTS = {libvirt.VIR_ERR_DOM_EXIST, libvirt.VIR_ERR_STORAGE_VOL_EXIST}
+
+
+def translate(error: libvirt.libvirtError) -> HypervisorError:
+    code = error.get_error_code()
+    message = error.get_error_message() or str(error)
+    if code in _UNREACHABLE:
+        return HostUnreachable(message)
+    if code in _NOT_FOUND:
+        return NotFoundOnHost(message)
+    if code in _EXISTS or "already exists" in message:
+        return AlreadyExists(message)
+    return HypervisorError(message)
+
+
+@contextmanager
+def libvirt_errors() -> Iterator[None]:
+    """Re-raises libvirt errors in the block as vdc's kinds."""
+    try:
+        yield
+    except libvirt.libvirtError as error:
+        raise translate(error) from error
+
+
+def translated(func: Callable[P, R]) -> Callable[P, R]:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with libvirt_errors():
+            return func(*args, **kwargs)
+
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
+    return wrapper

@@ -1,0 +1,102 @@
+"""What the control plane asks of a host, as plain dataclasses (hypervisor imports no app code).
+
+The designer (hypervisor/designer.py) turns these into libvirt XML objects
+(hypervisor/xml/); the driver (hypervisor/driver.py) sends those to libvirt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# vdc's XML namespace for the <metadata> element of domains it creates: a domain found on a
+# host can always be traced back to its instance (or recognised as an orphan).
+VDC_XML_NAMESPACE = "https://vdc.invalid/xmlns/instance/1"
+VDC_XML_PREFIX = "vdc"
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """One vdc network as a libvirt network (bridge + dnsmasq) on a host."""
+
+    name: str  # libvirt network name, e.g. "vdc-nw-4kx9a0qz"
+    bridge: str  # at most 15 characters (a Linux interface name), e.g. "vdcbr4kx9a0qz"
+    gateway: str  # the bridge's address, e.g. "10.0.0.1"
+    prefix: int  # e.g. 24
+    dhcp_start: str
+    dhcp_end: str
+    dns_servers: tuple[str, ...] = ()
+    domain: str | None = None  # DNS domain handed out by DHCP
+    forward: str = "nat"  # "nat", "route" or "none" (isolated)
+
+
+@dataclass(frozen=True)
+class DhcpHost:
+    """A static DHCP entry: this MAC always gets this IP (and hostname)."""
+
+    mac: str
+    ip: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class DiskSpec:
+    path: str
+    format: str = "qcow2"
+    target: str = "vda"  # device name in the guest's bus order
+    serial: str | None = None  # appears in the guest as /dev/disk/by-id/virtio-<serial>
+
+
+@dataclass(frozen=True)
+class InterfaceSpec:
+    mac: str
+    network: str  # libvirt network name
+    model: str = "virtio"
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    name: str  # the vdc instance id, e.g. "i-4kx9a0qz"
+    virt_type: str  # "kvm", "qemu" (software emulation) or "test" (libvirt's test driver)
+    arch: str  # "x86_64", "i686", "aarch64"
+    vcpus: int
+    memory_mib: int
+    instance_id: str
+    account_id: str
+    disks: tuple[DiskSpec, ...] = ()
+    interfaces: tuple[InterfaceSpec, ...] = ()
+    console_log: str | None = None  # the serial console is also logged to this file
+    uuid: str | None = None
+
+
+@dataclass(frozen=True)
+class RootVolumeSpec:
+    """An instance's root disk: a qcow2 overlay whose backing store is the image file."""
+
+    name: str  # e.g. "i-4kx9a0qz-root.qcow2"
+    capacity_bytes: int
+    backing_path: str
+    backing_format: str  # "qcow2" or "raw"
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    name: str
+    path: str
+
+
+@dataclass(frozen=True)
+class DomainInfo:
+    """What the driver reports about a domain found on a host."""
+
+    name: str
+    state: str  # "running", "paused", "shutoff", "crashed", "other"
+    instance_id: str | None  # from vdc's <metadata>; None for domains vdc did not create
+    account_id: str | None = None
+
+
+@dataclass(frozen=True)
+class HostCapacity:
+    cpu_cores: int
+    memory_mib: int
+    arch: str
+    hypervisor: str = field(default="")  # libvirt's driver type, e.g. "QEMU", "TEST"

@@ -1,0 +1,238 @@
+"""Instances on libvirt's test driver, through the API, on SQLite and PostgreSQL: launch,
+every state transition and refusal, terminate, and what libvirt holds at each step."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from hypervisor.connection import POOL
+from tests.conftest import Keys, bearer
+from tests.integration.cloud import Cloud, build_cloud
+
+
+@pytest.fixture
+def cloud(client: TestClient, keys: Keys, test_host_uri, make_disk: Callable[..., Path]) -> Cloud:  # type: ignore[no-untyped-def]
+    return build_cloud(client, keys, test_host_uri(), make_disk)
+
+
+def dhcp_hosts(cloud: Cloud) -> dict[str, tuple[str, str | None]]:
+    """MAC -> (IP, hostname) of the network's static DHCP entries ({} before it exists)."""
+    names = POOL.get(cloud.host_uri).listNetworks() + POOL.get(cloud.host_uri).listDefinedNetworks()
+    if f"vdc-{cloud.network_id}" not in names:
+        return {}
+    network = POOL.get(cloud.host_uri).networkLookupByName(f"vdc-{cloud.network_id}")
+    root = ET.fromstring(network.XMLDesc(0))
+    return {h.get("mac"): (h.get("ip"), h.get("name")) for h in root.iter("host")}
+
+
+def domain_names(cloud: Cloud) -> set[str]:
+    return {d.name() for d in POOL.get(cloud.host_uri).listAllDomains(0)}
+
+
+class TestLaunch:
+    def test_launch_answers_pending_then_runs_with_the_address_it_reported(
+        self, cloud: Cloud, settings: Settings
+    ) -> None:
+        launched = cloud.launch(
+            hostname="web1", display_name="web server", user_data="#!/bin/sh\necho hi\n"
+        )
+        assert launched["state"] == "pending"
+        assert launched["id"].startswith("i-")
+        assert launched["mac_address"].startswith("52:54:00:")
+        assert launched["ip_address"] == "10.10.0.2"  # the lowest address of the DHCP range
+        assert launched["host_node_id"] == cloud.host_id
+        assert launched["user_data_size"] == len("#!/bin/sh\necho hi\n")
+
+        running = cloud.wait_for(launched["id"], "running")
+        assert running["launched_at"] is not None
+        assert (running["ip_address"], running["mac_address"]) == (
+            launched["ip_address"],
+            launched["mac_address"],
+        )
+
+        # libvirt holds exactly what the API reported: the DHCP entry, the domain, the disk.
+        assert dhcp_hosts(cloud)[launched["mac_address"]] == (launched["ip_address"], "web1")
+        connection = POOL.get(cloud.host_uri)
+        domain = connection.lookupByName(launched["id"])
+        assert domain.isActive()
+        xml = ET.fromstring(domain.XMLDesc(0))
+        assert xml.find("./devices/interface/mac").get("address") == launched["mac_address"]
+        assert launched["id"] in domain.metadata(2, "https://vdc.invalid/xmlns/instance/1")
+        volume = connection.storagePoolLookupByName("vdc-instances").storageVolLookupByName(
+            f"{launched['id']}-root.qcow2"
+        )
+        backing = ET.fromstring(volume.XMLDesc(0)).find("./backingStore/path").text
+        assert backing == str(settings.image_dir / f"{cloud.image_id}.qcow2")
+
+    def test_explicit_size_instead_of_a_type(self, cloud: Cloud) -> None:
+        launched = cloud.launch(instance_type=None, cpu_cores=2, memory_size=256)
+        assert (launched["cpu_cores"], launched["memory_size"], launched["instance_type"]) == (
+            2,
+            256,
+            None,
+        )
+        cloud.wait_for(launched["id"], "running")
+        info = POOL.get(cloud.host_uri).lookupByName(launched["id"]).info()
+        assert (info[1], info[3]) == (256 * 1024, 2)
+
+    @pytest.mark.parametrize(
+        ("body", "status", "fragment"),
+        [
+            ({"instance_type": "huge"}, 400, "unknown instance type"),
+            ({"instance_type": None}, 422, "instance_type, or both"),
+            ({"image_id": "wmi-nothere0"}, 404, "image wmi-nothere0 not found"),
+            ({"network_id": "nw-nothere0"}, 404, "network nw-nothere0 not found"),
+            ({"hostname": "bad_host!"}, 422, "hostname"),
+            ({"user_data": "x" * (16 * 1024 + 1)}, 422, "16384 bytes"),
+            ({"user_data_base64": "not base64!"}, 422, "base64"),
+            ({"instance_type": None, "cpu_cores": 64, "memory_size": 128}, 409, "no host has room"),
+        ],
+    )
+    def test_bad_launches_are_refused_clearly(
+        self, cloud: Cloud, body: dict, status: int, fragment: str
+    ) -> None:
+        full = {"image_id": cloud.image_id, "instance_type": "nano", **body}
+        response = cloud.client.post("/api/v1/instances", json=full, headers=bearer(cloud.admin))
+        assert response.status_code == status, response.text
+        assert fragment in response.json()["detail"]
+        assert (
+            cloud.client.get("/api/v1/instances", headers=bearer(cloud.admin)).json()["total"] == 0
+        )
+
+    def test_user_data_up_to_16k_and_binary(self, cloud: Cloud) -> None:
+        assert cloud.launch(user_data="x" * 16 * 1024)["user_data_size"] == 16 * 1024
+        assert cloud.launch(user_data_base64="H4sIAAAAAAAA/wMAAAAAAAAAAAA=")["user_data_size"] == 20
+
+
+class TestLifecycle:
+    def test_stop_start_reboot_poweroff_keep_ip_and_mac(self, cloud: Cloud) -> None:
+        first = cloud.wait_for(cloud.launch()["id"], "running")
+        instance_id = first["id"]
+        domain = POOL.get(cloud.host_uri).lookupByName(instance_id)
+
+        assert cloud.action(instance_id, "stop").json()["state"] == "stopping"
+        cloud.wait_for(instance_id, "stopped")
+        assert not domain.isActive()
+
+        assert cloud.action(instance_id, "start").json()["state"] == "starting"
+        again = cloud.wait_for(instance_id, "running")
+        assert domain.isActive()
+        assert (again["ip_address"], again["mac_address"]) == (
+            first["ip_address"],
+            first["mac_address"],
+        )
+
+        assert cloud.action(instance_id, "reboot").json()["state"] == "rebooting"
+        cloud.wait_for(instance_id, "running")
+
+        assert cloud.action(instance_id, "poweroff").status_code == 202
+        cloud.wait_for(instance_id, "stopped")
+        assert not domain.isActive()
+
+    def test_actions_in_the_wrong_state_are_409(self, cloud: Cloud) -> None:
+        instance_id = cloud.wait_for(cloud.launch()["id"], "running")["id"]
+        refused = cloud.action(instance_id, "start")
+        assert refused.status_code == 409
+        assert "while it is running" in refused.json()["detail"]
+        cloud.action(instance_id, "stop")
+        cloud.wait_for(instance_id, "stopped")
+        for action in ("stop", "reboot", "poweroff"):
+            assert cloud.action(instance_id, action).status_code == 409, action
+
+    def test_terminate_removes_domain_disk_dhcp_entry_and_lease(
+        self, cloud: Cloud, engine: sa.Engine
+    ) -> None:
+        launched = cloud.wait_for(cloud.launch()["id"], "running")
+        instance_id = launched["id"]
+        deleted = cloud.client.delete(
+            f"/api/v1/instances/{instance_id}", headers=bearer(cloud.admin)
+        )
+        assert deleted.status_code == 202 and deleted.json()["state"] == "shuttingdown"
+        gone = cloud.wait_for(instance_id, "terminated")
+        assert gone["terminated_at"] is not None
+        assert gone["ip_address"] is None and gone["interfaces"] == []
+        assert instance_id not in domain_names(cloud)
+        assert launched["mac_address"] not in dhcp_hosts(cloud)
+        pool = POOL.get(cloud.host_uri).storagePoolLookupByName("vdc-instances")
+        assert f"{instance_id}-root.qcow2" not in pool.listVolumes()
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM network_interfaces")).scalar() == 0
+        # Terminating again changes nothing, and the address is handed out again.
+        assert (
+            cloud.client.delete(
+                f"/api/v1/instances/{instance_id}", headers=bearer(cloud.admin)
+            ).status_code
+            == 202
+        )
+        assert cloud.launch()["ip_address"] == launched["ip_address"]
+
+    def test_terminate_while_pending_leaves_nothing(self, cloud: Cloud) -> None:
+        instance_id = cloud.launch()["id"]
+        cloud.client.delete(f"/api/v1/instances/{instance_id}", headers=bearer(cloud.admin))
+        cloud.wait_for(instance_id, "terminated")
+        assert instance_id not in domain_names(cloud)
+        assert dhcp_hosts(cloud) == {}
+
+    def test_a_guest_that_powers_itself_off_is_seen_stopped(self, cloud: Cloud) -> None:
+        instance_id = cloud.wait_for(cloud.launch()["id"], "running")["id"]
+        POOL.get(cloud.host_uri).lookupByName(instance_id).destroy()  # as if the guest ran poweroff
+        stopped = cloud.wait_for(instance_id, "stopped", timeout=10)
+        assert "powered itself off" in stopped["state_reason"]
+
+    def test_console_output(self, cloud: Cloud, settings: Settings) -> None:
+        instance_id = cloud.wait_for(cloud.launch()["id"], "running")["id"]
+        empty = cloud.client.get(
+            f"/api/v1/instances/{instance_id}/console", headers=bearer(cloud.admin)
+        ).json()
+        assert empty == {"instance_id": instance_id, "output": "", "truncated": False}
+        # On a real host virtlogd writes this file; the test driver runs no guest.
+        (settings.console_dir / f"{instance_id}.log").write_bytes(b"Booting\xff\nlogin: ")
+        console = cloud.client.get(
+            f"/api/v1/instances/{instance_id}/console", headers=bearer(cloud.admin)
+        ).json()
+        assert console["output"] == "Booting\ufffd\nlogin: "
+
+
+class TestListing:
+    def test_filters_and_tenancy(self, cloud: Cloud) -> None:
+        alice, bob = cloud.keys.new("alice"), cloud.keys.new("bob")
+        mine = cloud.launch(alice)
+        cloud.wait_for(mine["id"], "running", key=alice)
+        theirs = cloud.launch(bob)
+        assert [
+            i["id"]
+            for i in cloud.client.get("/api/v1/instances", headers=bearer(alice)).json()["items"]
+        ] == [mine["id"]]
+        for method, suffix in (
+            ("get", ""),
+            ("delete", ""),
+            ("post", "/stop"),
+            ("get", "/console"),
+            ("patch", ""),
+        ):
+            kwargs = {"json": {"display_name": "x"}} if method == "patch" else {}
+            response = getattr(cloud.client, method)(
+                f"/api/v1/instances/{theirs['id']}{suffix}", headers=bearer(alice), **kwargs
+            )
+            assert response.status_code == 404, (method, suffix)
+        everyone = cloud.client.get(
+            "/api/v1/instances", params={"state": "running"}, headers=bearer(cloud.admin)
+        ).json()
+        assert mine["id"] in [i["id"] for i in everyone["items"]]
+        by_host = cloud.client.get(
+            "/api/v1/instances", params={"host_node_id": cloud.host_id}, headers=bearer(cloud.admin)
+        )
+        assert by_host.json()["total"] == 2
+        assert (
+            cloud.client.get(
+                "/api/v1/instances", params={"state": "bogus"}, headers=bearer(alice)
+            ).status_code
+            == 422
+        )
