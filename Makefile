@@ -24,10 +24,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
-# The whole suite: unit, integration (SQLite and PostgreSQL), CLI, and later e2e and UI.
+# The whole suite: unit, integration (SQLite and PostgreSQL), CLI, and e2e with real guests.
 test: setup
 	@bash scripts/install-host-packages.sh test
 	VDC_TEST_POSTGRES_URL="$$(bash scripts/start-test-postgres.sh)" $(BIN)/pytest $(PYTEST_ARGS)
+
+# Real guests only: a network namespace with its own libvirtd, vdc serve inside it.
+e2e: setup
+	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+# Benchmarks print a ratio against a baseline measured in the same run.
+bench: setup
+	$(BIN)/python bench/launch.py
 
 lint: venv
 	$(BIN)/ruff check .

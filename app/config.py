@@ -24,11 +24,16 @@ class Settings(BaseSettings):
         "PostgreSQL: postgresql+psycopg://user:password@host/dbname",
     )
     api_bind: str = Field(default="127.0.0.1:8000", description="HOST:PORT of the API, UI and docs")
+    api_socket: str = Field(
+        default="", description="Also serve the API on this unix socket path (empty: no socket)"
+    )
     metadata_bind: str = Field(
         default="0.0.0.0:8775",
         description="HOST:PORT of the EC2 metadata listener",
     )
-    libvirt_uri: str = Field(default="qemu:///system", description="default host URI")
+    libvirt_uri: str = Field(
+        default="qemu:///system", description="URI `vdc-manage host add` uses when given none"
+    )
     virt_type: str = Field(default="auto", description="auto, kvm or qemu")
     import_dirs: str = Field(
         default="",
@@ -39,6 +44,12 @@ class Settings(BaseSettings):
         default=64 * 1024**3, description="Largest image file accepted, in bytes (upload or local)"
     )
     qemu_img: str = Field(default="qemu-img", description="qemu-img binary")
+    cpu_allocation_ratio: float = Field(
+        default=4.0, gt=0, description="Virtual cores placed per host core (CPU overcommit)"
+    )
+    memory_allocation_ratio: float = Field(
+        default=1.0, gt=0, description="Guest memory placed per MiB of host memory"
+    )
     workers: int = Field(default=4, ge=0, le=64, description="Job worker threads (0: no worker)")
     job_lease_seconds: float = Field(
         default=15.0, gt=0, description="A job whose worker stops renewing it is retried after this"

@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
   qemu-utils qemu-system-x86 libvirt-daemon-system libvirt-clients libvirt-dev pkg-config
-  dnsmasq-base gcc python3-dev python3-venv iproute2 util-linux
+  dnsmasq-base dnsmasq-utils iptables gcc python3-dev python3-venv iproute2 util-linux
 )
 if [[ "${1:-run}" == test ]]; then
   packages+=(postgresql)

@@ -26,10 +26,12 @@ def _one(session: SessionDep, row: instances.Instance) -> InstancePublic:
 
 
 @router.post("", response_model=InstancePublic, status_code=status.HTTP_202_ACCEPTED)
-def launch(body: InstanceCreate, session: SessionDep, account: CurrentAccount) -> InstancePublic:
+def launch(
+    body: InstanceCreate, session: SessionDep, settings: SettingsDep, account: CurrentAccount
+) -> InstancePublic:
     """Places the instance, allocates its MAC and IP, and starts it in the background:
     it answers at once in `pending`; poll until `running` (or `error` with a reason)."""
-    return _one(session, instances.launch(session, account, body))
+    return _one(session, instances.launch(session, settings, account, body))
 
 
 @router.get("", response_model=Page[InstancePublic])

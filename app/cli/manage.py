@@ -219,15 +219,18 @@ HOST_COLUMNS = [
 @reports_errors
 def host_add(
     name: str,
-    uri: str = typer.Option(..., "--uri", help="libvirt URI, e.g. qemu:///system"),
+    uri: str | None = typer.Option(None, "--uri", help="libvirt URI; default: VDC_LIBVIRT_URI"),
     cpu_cores: int | None = typer.Option(None, "--cpu-cores", help="Default: read from libvirt"),
     memory_size: int | None = typer.Option(
         None, "--memory-size", help="MiB; default: from libvirt"
     ),
 ) -> None:
     """Registers a libvirt host and prints its id (hn-...)."""
-    body = HostNodeCreate(name=name, uri=uri, cpu_cores=cpu_cores, memory_size=memory_size)
-    with database(Settings()) as session:
+    settings = Settings()
+    body = HostNodeCreate(
+        name=name, uri=uri or settings.libvirt_uri, cpu_cores=cpu_cores, memory_size=memory_size
+    )
+    with database(settings) as session:
         host = hosts.add_host(session, body)
     typer.echo(host.id)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import typer
 import uvicorn
@@ -10,6 +11,7 @@ import uvicorn
 from app.cli.common import require_migrated, run_cli
 from app.config import Settings, split_bind
 from app.db import engine_for, session_scope
+from app.listeners import run_listeners
 from app.migrations import current_revision, head_revision, upgrade
 from app.services import accounts, images
 
@@ -48,9 +50,17 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from app.main import create_app
 
-    typer.echo(f"vdc API, docs and UI on http://{settings.api_bind}/ (docs: /docs)")
+    app = create_app(settings)
     # proxy_headers off: the client address must be the real peer, never a header's claim.
-    uvicorn.run(create_app(settings), host=host, port=port, proxy_headers=False, log_level="info")
+    configs = [uvicorn.Config(app, host=host, port=port, proxy_headers=False, log_level="info")]
+    typer.echo(f"vdc API, docs and UI on http://{settings.api_bind}/ (docs: /docs)")
+    if settings.api_socket:
+        socket_path = Path(settings.api_socket)
+        socket_path.unlink(missing_ok=True)
+        # The same app, so its lifespan (the job worker) runs once, with the TCP listener.
+        configs.append(uvicorn.Config(app, uds=str(socket_path), lifespan="off", log_level="info"))
+        typer.echo(f"vdc API also on unix socket {socket_path}")
+    run_listeners(configs)
 
 
 def _prepare(settings: Settings) -> None:

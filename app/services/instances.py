@@ -108,7 +108,7 @@ def _size(session: Session, body: InstanceCreate) -> tuple[str | None, int, int,
     )
 
 
-def launch(session: Session, account: Account, body: InstanceCreate) -> Instance:
+def launch(session: Session, settings: Settings, account: Account, body: InstanceCreate) -> Instance:
     image = images.get_image(session, account, body.image_id)
     network = (
         networks.get_network(session, account, body.network_id)
@@ -119,7 +119,7 @@ def launch(session: Session, account: Account, body: InstanceCreate) -> Instance
     user_data = body.user_data_bytes()  # validated with the body
     instance_id = new_id("instance")
     with PLACEMENT_LOCK:
-        host = choose_host(session, cpu_cores, memory_size)
+        host = choose_host(session, settings, cpu_cores, memory_size)
         instance = Instance(
             id=instance_id,
             account_id=account.id,

@@ -6,6 +6,7 @@ import threading
 
 from sqlmodel import Session, col, select
 
+from app.config import Settings
 from app.errors import Conflict
 from app.models import HostNode
 from app.models.host_node import HostStatus
@@ -16,8 +17,14 @@ from app.services.hosts import usage
 PLACEMENT_LOCK = threading.Lock()
 
 
-def choose_host(session: Session, cpu_cores: int, memory_size: int) -> HostNode:
-    """An enabled, online host with room; spreads by picking the most free memory."""
+def choose_host(
+    session: Session, settings: Settings, cpu_cores: int, memory_size: int
+) -> HostNode:
+    """An enabled, online host with room; spreads by picking the most free memory.
+
+    Room counts host cores times VDC_CPU_ALLOCATION_RATIO (guests seldom use all their
+    cores) and memory times VDC_MEMORY_ALLOCATION_RATIO (1.0 by default: no overcommit).
+    """
     hosts = list(
         session.exec(
             select(HostNode)
@@ -31,7 +38,8 @@ def choose_host(session: Session, cpu_cores: int, memory_size: int) -> HostNode:
     fitting = []
     for host in hosts:
         cpu_used, memory_used = used.get(host.id, (0, 0))
-        free_cpu, free_memory = host.cpu_cores - cpu_used, host.memory_size - memory_used
+        free_cpu = host.cpu_cores * settings.cpu_allocation_ratio - cpu_used
+        free_memory = host.memory_size * settings.memory_allocation_ratio - memory_used
         if free_cpu >= cpu_cores and free_memory >= memory_size:
             fitting.append((free_memory, free_cpu, host.id, host))
     if not fitting:

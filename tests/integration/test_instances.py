@@ -92,7 +92,7 @@ class TestLaunch:
             ({"hostname": "bad_host!"}, 422, "hostname"),
             ({"user_data": "x" * (16 * 1024 + 1)}, 422, "16384 bytes"),
             ({"user_data_base64": "not base64!"}, 422, "base64"),
-            ({"instance_type": None, "cpu_cores": 64, "memory_size": 128}, 409, "no host has room"),
+            ({"instance_type": None, "cpu_cores": 65, "memory_size": 128}, 409, "no host has room"),
         ],
     )
     def test_bad_launches_are_refused_clearly(
