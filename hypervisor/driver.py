@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
+from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import libvirt
@@ -70,14 +73,12 @@ class HostDriver:
     @translated
     def ensure_network(self, spec: NetworkSpec) -> None:
         connection = self._conn()
-        try:
-            network = connection.networkLookupByName(spec.name)
-        except libvirt.libvirtError as error:
-            if error.get_error_code() != libvirt.VIR_ERR_NO_NETWORK:
-                raise
-            network = connection.networkDefineXML(designer.network(spec).to_xml())
-        if not network.isActive():
-            network.create()
+        network = _define_once(
+            lambda: connection.networkLookupByName(spec.name),
+            lambda: connection.networkDefineXML(designer.network(spec).to_xml()),
+            libvirt.VIR_ERR_NO_NETWORK,
+        )
+        _start_once(network)
         if not network.autostart():
             network.setAutostart(1)
 
@@ -166,7 +167,11 @@ class HostDriver:
             return False
         bridge = self._bridge_of(network_name)
         result = subprocess.run(  # noqa: S603 - argument list, values from vdc's database
-            [tool, bridge, host.ip, host.mac], capture_output=True, text=True, timeout=10, check=False
+            [tool, bridge, host.ip, host.mac],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
         return result.returncode == 0
 
@@ -179,15 +184,18 @@ class HostDriver:
     @translated
     def ensure_pool(self, spec: PoolSpec) -> None:
         connection = self._conn()
-        try:
-            pool = connection.storagePoolLookupByName(spec.name)
-        except libvirt.libvirtError as error:
-            if error.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
-                raise
+
+        def define() -> libvirt.virStoragePool:
             pool = connection.storagePoolDefineXML(designer.pool(spec).to_xml())
             pool.build(0)
-        if not pool.isActive():
-            pool.create()
+            return pool
+
+        pool = _define_once(
+            lambda: connection.storagePoolLookupByName(spec.name),
+            define,
+            libvirt.VIR_ERR_NO_STORAGE_POOL,
+        )
+        _start_once(pool)
         if not pool.autostart():
             pool.setAutostart(1)
 
@@ -200,12 +208,22 @@ class HostDriver:
         except libvirt.libvirtError as error:
             if error.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
                 raise
-        pool.refresh(0)  # a file left by a crashed run appears in the pool only after this
         try:
-            return str(pool.storageVolLookupByName(spec.name).path())
-        except libvirt.libvirtError:
-            volume = pool.createXML(designer.root_volume(spec).to_xml(), 0)
-            return str(volume.path())
+            return str(pool.createXML(designer.root_volume(spec).to_xml(), 0).path())
+        except libvirt.libvirtError as error:
+            if "exists" not in (error.get_error_message() or ""):
+                raise
+        # The file is there (a crashed run made it) but the pool has not seen it yet. A
+        # refresh is refused while other volumes are being created, so wait for a gap.
+        for _ in range(50):
+            try:
+                pool.refresh(0)
+                break
+            except libvirt.libvirtError as error:
+                if "asynchronous jobs" not in (error.get_error_message() or ""):
+                    raise
+                time.sleep(0.1)
+        return str(pool.storageVolLookupByName(spec.name).path())
 
     @translated
     def volume_exists(self, pool_name: str, name: str) -> bool:
@@ -261,3 +279,32 @@ class HostDriver:
     @translated
     def list_domains(self) -> list[DomainInfo]:
         return [Guest(domain).info() for domain in self._conn().listAllDomains(0)]
+
+
+T = TypeVar("T", libvirt.virNetwork, libvirt.virStoragePool)
+
+
+def _define_once(lookup: Callable[[], T], define: Callable[[], T], missing: int) -> T:
+    """Looks up, or defines when missing. Two jobs may race to define the same network or
+    pool (the first launches on a new host); the loser finds the winner's definition."""
+    try:
+        return lookup()
+    except libvirt.libvirtError as error:
+        if error.get_error_code() != missing:
+            raise
+    try:
+        return define()
+    except libvirt.libvirtError as error:
+        if "already exists" not in (error.get_error_message() or ""):
+            raise
+        return lookup()
+
+
+def _start_once(thing: libvirt.virNetwork | libvirt.virStoragePool) -> None:
+    if thing.isActive():
+        return
+    try:
+        thing.create()
+    except libvirt.libvirtError:
+        if not thing.isActive():  # another job started it meanwhile: fine
+            raise

@@ -108,7 +108,9 @@ def _size(session: Session, body: InstanceCreate) -> tuple[str | None, int, int,
     )
 
 
-def launch(session: Session, settings: Settings, account: Account, body: InstanceCreate) -> Instance:
+def launch(
+    session: Session, settings: Settings, account: Account, body: InstanceCreate
+) -> Instance:
     image = images.get_image(session, account, body.image_id)
     network = (
         networks.get_network(session, account, body.network_id)

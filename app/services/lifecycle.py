@@ -194,7 +194,9 @@ def run_terminate(ctx: JobContext, job: Job, loaded: Loaded) -> None:
         driver.delete_volume(INSTANCE_POOL, root_volume_name(instance.id))
         for nic, network in loaded.interfaces:
             driver.remove_dhcp_host(libvirt_name(network), nic.mac_address)
-            driver.release_dhcp_lease(libvirt_name(network), DhcpHost(nic.mac_address, nic.ip_address))
+            driver.release_dhcp_lease(
+                libvirt_name(network), DhcpHost(nic.mac_address, nic.ip_address)
+            )
     with ctx.session() as session:
         for nic, _ in loaded.interfaces:
             session.exec(sa.delete(NetworkInterface).where(col(NetworkInterface.id) == nic.id))

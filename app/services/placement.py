@@ -17,9 +17,7 @@ from app.services.hosts import usage
 PLACEMENT_LOCK = threading.Lock()
 
 
-def choose_host(
-    session: Session, settings: Settings, cpu_cores: int, memory_size: int
-) -> HostNode:
+def choose_host(session: Session, settings: Settings, cpu_cores: int, memory_size: int) -> HostNode:
     """An enabled, online host with room; spreads by picking the most free memory.
 
     Room counts host cores times VDC_CPU_ALLOCATION_RATIO (guests seldom use all their

@@ -24,7 +24,7 @@ def main() -> None:
     folder: Path = args.dir
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        def do_GET(self) -> None:
             query = parse_qs(urlparse(self.path).query)
             body = b""
             try:
@@ -43,7 +43,7 @@ def main() -> None:
         def log_message(self, *_args: object) -> None:
             pass  # one poll per guest per second: too chatty to log
 
-    ThreadingHTTPServer(("0.0.0.0", args.port), Handler).serve_forever()  # noqa: S104 - inside the test namespace only
+    ThreadingHTTPServer(("0.0.0.0", args.port), Handler).serve_forever()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def _missing_requirements() -> str:
 
 
 @pytest.fixture(scope="session")
-def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
+def e2e() -> Iterator[E2E]:
     global _session
     missing = _missing_requirements()
     if missing:
@@ -38,7 +39,9 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
     from tests.e2e.guest.build import build_image
 
     image = build_image(CACHE / "guest")
-    run_dir = tmp_path_factory.mktemp("e2e")
+    # Not under pytest's 0700 temp root: guests run as libvirt-qemu and must reach their disks.
+    run_dir = Path(tempfile.mkdtemp(prefix="vdc-e2e-"))
+    run_dir.chmod(0o711)
     world = E2E(
         ns=LibvirtNamespace(run_dir, CACHE / "libvirt"),
         run_dir=run_dir,
@@ -62,4 +65,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for timing in _session.timings:
         terminalreporter.write_line(f"  {timing.instance_id}  {timing.launch_to_ip:6.1f} s")
     values = sorted(t.launch_to_ip for t in _session.timings)
-    terminalreporter.write_line(f"  median {values[len(values) // 2]:.1f} s over {len(values)} guests")
+    terminalreporter.write_line(
+        f"  median {values[len(values) // 2]:.1f} s over {len(values)} guests"
+    )

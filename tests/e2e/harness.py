@@ -61,13 +61,27 @@ class E2E:
         imports.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(self.image_path, imports / "vdc-e2e-guest.qcow2")
         self.image_id = self.manage(
-            "image", "add", "local", str(imports / "vdc-e2e-guest.qcow2"),
-            "--arch", "x86_64", "--account-id", "a-shpoolxx", "--is-public",
-            "--description", "busybox e2e guest",
+            "image",
+            "add",
+            "local",
+            str(imports / "vdc-e2e-guest.qcow2"),
+            "--arch",
+            "x86_64",
+            "--account-id",
+            "a-shpoolxx",
+            "--is-public",
+            "--description",
+            "busybox e2e guest",
         )
         commands = self.run_dir / "cmds"
         commands.mkdir()
-        self._spawn("command-server", sys.executable, str(ROOT / "tests/e2e/command_server.py"), "--dir", str(commands))
+        self._spawn(
+            "command-server",
+            sys.executable,
+            str(ROOT / "tests/e2e/command_server.py"),
+            "--dir",
+            str(commands),
+        )
         self._spawn("vdc-serve", str(BIN / "vdc"), "serve")
         socket = self.run_dir / "api.sock"
         deadline = time.monotonic() + 60
@@ -105,7 +119,9 @@ class E2E:
     def _spawn(self, name: str, *args: str) -> None:
         log = (self.run_dir / f"{name}.log").open("ab")
         self._processes.append(
-            subprocess.Popen(self.ns.netns_exec(*args), env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            subprocess.Popen(
+                self.ns.netns_exec(*args), env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
         )
 
     def log(self, name: str) -> str:
@@ -114,7 +130,11 @@ class E2E:
 
     def manage_raw(self, *args: str | Path) -> str:
         result = subprocess.run(
-            self.ns.netns_exec(*map(str, args)), env=self.env, capture_output=True, text=True, timeout=300
+            self.ns.netns_exec(*map(str, args)),
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         if result.returncode != 0:
             raise RuntimeError(f"{args}: {result.stderr}")
@@ -158,13 +178,18 @@ class E2E:
             if current["state"] == state:
                 return current
             if current["state"] == "error" or time.monotonic() > deadline:
-                raise AssertionError(f"{instance_id} is {current['state']} ({current['state_reason']}), wanted {state}")
+                raise AssertionError(
+                    f"{instance_id} is {current['state']} ({current['state_reason']}), "
+                    f"wanted {state}"
+                )
             time.sleep(0.3)
 
     def console(self, instance_id: str) -> str:
         return str(self.get(f"/api/v1/instances/{instance_id}/console")["output"])
 
-    def wait_console(self, instance_id: str, pattern: str, timeout: float = 120, count: int = 1) -> list[re.Match[str]]:
+    def wait_console(
+        self, instance_id: str, pattern: str, timeout: float = 120, count: int = 1
+    ) -> list[re.Match[str]]:
         """Waits until `pattern` matched `count` times in the console; returns the matches."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
@@ -174,17 +199,24 @@ class E2E:
                 return matches
             if time.monotonic() > deadline:
                 tail = self.console(instance_id)[-1500:]
-                raise AssertionError(f"{instance_id}: {pattern!r} not seen {count}x in {timeout:.0f}s; console:\n{tail}")
+                raise AssertionError(
+                    f"{instance_id}: {pattern!r} not seen {count}x in {timeout:.0f}s; "
+                    f"console:\n{tail}"
+                )
             time.sleep(0.5)
 
     def wait_network(self, instance: dict[str, Any], timeout: float = 180) -> re.Match[str]:
         """The guest's own report of its address; records launch -> guest has IP."""
         match = self.wait_console(instance["id"], NET_LINE.pattern, timeout)[-1]
         if "_launched_at" in instance:
-            self.timings.append(Timing(instance["id"], time.monotonic() - instance.pop("_launched_at")))
+            self.timings.append(
+                Timing(instance["id"], time.monotonic() - instance.pop("_launched_at"))
+            )
         return match
 
-    def run_in_guest(self, instance_id: str, ip: str, script: str, timeout: float = 60) -> tuple[int, str]:
+    def run_in_guest(
+        self, instance_id: str, ip: str, script: str, timeout: float = 60
+    ) -> tuple[int, str]:
         """Runs a shell script in the guest via the command channel; (exit code, output)."""
         command_id = f"c{time.monotonic_ns()}"
         (self.run_dir / "cmds" / ip).write_text(f"ID {command_id}\n{script}\n")
@@ -195,14 +227,20 @@ class E2E:
             if match:
                 return int(match.group(2)), match.group(1)
             if time.monotonic() > deadline:
-                raise AssertionError(f"{instance_id}: command {script!r} gave no answer in {timeout:.0f}s")
+                raise AssertionError(
+                    f"{instance_id}: command {script!r} gave no answer in {timeout:.0f}s"
+                )
             time.sleep(0.5)
 
-    # --- looking behind vdc's back (checks only) ----------------------------------------------------
+    # --- looking behind vdc's back (checks only) --------------------------------------
 
     def virsh(self, *args: str) -> str:
         return subprocess.run(
-            ["virsh", "-c", self.ns.uri, *args], capture_output=True, text=True, timeout=60, check=False
+            ["virsh", "-c", self.ns.uri, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         ).stdout
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:

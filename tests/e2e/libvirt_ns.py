@@ -24,23 +24,22 @@ from pathlib import Path
 
 MOUNT_SCRIPT = """\
 set -eu
-run="$1"; cache="$2"
+run="$1"; cache="$2"; no_kvm="$3"
 for dir in /run/libvirt /var/lib/libvirt /var/log/libvirt; do
   mkdir -p "$dir"; mount -t tmpfs tmpfs "$dir"
 done
 mount --bind "$run/etc-libvirt" /etc/libvirt
 mount --bind "$cache" /var/cache/libvirt
-if [ -e /dev/kvm ]; then mount --bind "$run/no-kvm" /dev/kvm; fi
+if [ -e /dev/kvm ]; then mount --bind "$no_kvm" /dev/kvm; fi
 virtlogd --daemon --pid-file "$run/virtlogd.pid"
 exec libvirtd --pid-file "$run/libvirtd.pid"
 """
 
 QEMU_CONF = """\
-# e2e: guests run as root under emulation, with no per-guest mount namespace and no
-# security labels (the run folder lives under /tmp).
-user = "root"
-group = "root"
-dynamic_ownership = 0
+# e2e: guests run as Debian's libvirt-qemu user (libvirt hands it the disks, as on a real
+# host), with no per-guest mount namespace and no security labels. That user cannot open
+# the root-only file bound over /dev/kvm, so libvirt never probes KVM (root could, and
+# libvirt would then re-probe qemu at every domain definition).
 security_driver = "none"
 namespaces = [ ]
 """
@@ -70,15 +69,22 @@ class LibvirtNamespace:
     def start(self, timeout: float = 180) -> None:
         run("ip", "netns", "add", self.name)
         run("ip", "-n", self.name, "link", "set", "lo", "up")
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
         self._write_config()
-        (self.cache_dir).mkdir(parents=True, exist_ok=True)
         script = self.run_dir / "start-libvirtd.sh"
         script.write_text(MOUNT_SCRIPT)
         with self._log.open("ab") as log:
             self._libvirtd = subprocess.Popen(
                 self.netns_exec(
-                    "unshare", "--mount", "--propagation", "private",
-                    "sh", str(script), str(self.run_dir), str(self.cache_dir),
+                    "unshare",
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    str(script),
+                    str(self.run_dir),
+                    str(self.cache_dir),
+                    str(self.cache_dir.parent / "no-kvm"),
                 ),
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -87,10 +93,15 @@ class LibvirtNamespace:
         while time.monotonic() < deadline:
             if self._libvirtd.poll() is not None:
                 raise RuntimeError(f"libvirtd exited: {self._log.read_text()[-3000:]}")
-            if self.socket.exists() and run("virsh", "-c", self.uri, "version", check=False).returncode == 0:
+            if (
+                self.socket.exists()
+                and run("virsh", "-c", self.uri, "version", check=False).returncode == 0
+            ):
                 return
             time.sleep(0.3)
-        raise RuntimeError(f"libvirtd did not answer within {timeout:.0f}s: {self._log.read_text()[-3000:]}")
+        raise RuntimeError(
+            f"libvirtd did not answer within {timeout:.0f}s: {self._log.read_text()[-3000:]}"
+        )
 
     def _write_config(self) -> None:
         etc = self.run_dir / "etc-libvirt"
@@ -106,15 +117,22 @@ class LibvirtNamespace:
             'unix_sock_rw_perms = "0700"\n'
             'log_outputs = "3:stderr"\n'
         )
-        no_kvm = self.run_dir / "no-kvm"
-        no_kvm.touch(mode=0o000)
+        # Kept in the cache, not the run folder: libvirt compares /dev/kvm's ctime with the
+        # one in its capability cache, and a new file each run would throw the cache away.
+        no_kvm = self.cache_dir.parent / "no-kvm"
+        if not no_kvm.exists():
+            no_kvm.touch(mode=0o000)
 
     def stop(self) -> None:
         """Ends every guest, network and daemon this run started, then the namespace."""
         if self._libvirtd is not None and self._libvirtd.poll() is None:
-            for domain in run("virsh", "-c", self.uri, "list", "--name", check=False).stdout.split():
+            for domain in run(
+                "virsh", "-c", self.uri, "list", "--name", check=False
+            ).stdout.split():
                 run("virsh", "-c", self.uri, "destroy", domain, check=False)
-            for network in run("virsh", "-c", self.uri, "net-list", "--name", check=False).stdout.split():
+            for network in run(
+                "virsh", "-c", self.uri, "net-list", "--name", check=False
+            ).stdout.split():
                 run("virsh", "-c", self.uri, "net-destroy", network, check=False)
             self._libvirtd.send_signal(signal.SIGTERM)
             try:

@@ -39,7 +39,9 @@ def test_stop_start_and_reboot_keep_the_address(e2e: E2E) -> None:
     e2e.action(instance["id"], "reboot")
     e2e.wait_state(instance["id"], "running")
     e2e.wait_console(instance["id"], "VDC-E2E boot", count=2)  # same qemu: log goes on
-    assert e2e.wait_console(instance["id"], r"VDC-E2E net .*", count=2)[-1].group(0).split()[2:4] == [
+    assert e2e.wait_console(instance["id"], r"VDC-E2E net .*", count=2)[-1].group(0).split()[
+        2:4
+    ] == [
         f"ip={first[0]}",
         f"mac={first[1]}",
     ]
@@ -82,7 +84,9 @@ def test_terminate_removes_domain_disk_dhcp_entry_and_lease(e2e: E2E) -> None:
     assert instance["id"] not in e2e.virsh("list", "--all", "--name").split()
     assert not disk.exists()
     assert instance["mac_address"] not in e2e.virsh("net-dumpxml", network)
-    assert e2e.query("SELECT count(*) FROM network_interfaces WHERE instance_id = ?", instance["id"]) == [(0,)]
+    assert e2e.query(
+        "SELECT count(*) FROM network_interfaces WHERE instance_id = ?", instance["id"]
+    ) == [(0,)]
     # dnsmasq forgets the lease once the entry is gone and the guest is off.
     leases = e2e.virsh("net-dhcp-leases", network)
     assert instance["mac_address"] not in leases, leases

@@ -1,0 +1,125 @@
+"""Launch-to-guest-has-IP: a guest launched through vdc's API, next to the same image booted
+by hand with `virsh create` of an equivalent domain, in the same network namespace and the
+same run; median of --rounds (default 5) each.
+
+    .venv/bin/python bench/boot.py [--rounds 5]        (as root: it makes a namespace)
+
+"Has IP" is the moment the guest's own console line `VDC-E2E net ip=...` appears.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hypervisor import designer  # noqa: E402
+from hypervisor.specs import DiskSpec, DomainSpec, InterfaceSpec  # noqa: E402
+from tests.e2e.conftest import CACHE  # noqa: E402
+from tests.e2e.guest.build import build_image  # noqa: E402
+from tests.e2e.harness import E2E, NET_LINE, make_env  # noqa: E402
+from tests.e2e.libvirt_ns import LibvirtNamespace  # noqa: E402
+
+
+def through_vdc(world: E2E) -> float:
+    started = time.monotonic()
+    instance = world.launch(hostname="bench")
+    world.wait_console(instance["id"], NET_LINE.pattern, timeout=300)
+    elapsed = time.monotonic() - started
+    world.terminate(instance["id"])
+    world.wait_state(instance["id"], "terminated")
+    return elapsed
+
+
+def by_hand(world: E2E, image: Path, n: int) -> float:
+    """What an operator would do without vdc: an overlay disk, a static DHCP entry (as vdc
+    makes; dnsmasq would otherwise ping-check a dynamic address for seconds), then
+    `virsh create`. The DHCP entry and `virsh create` are timed, as vdc's are."""
+    disk = world.run_dir / f"hand-{n}.qcow2"
+    subprocess.run(
+        ["qemu-img", "create", "-f", "qcow2", "-b", str(image), "-F", "qcow2", str(disk)],
+        check=True,
+        capture_output=True,
+    )
+    disk.chmod(0o666)
+    log = world.run_dir / f"hand-{n}.log"
+    xml = designer.domain(
+        DomainSpec(
+            name=f"hand-{n}",
+            virt_type="qemu",
+            arch="x86_64",
+            vcpus=1,
+            memory_mib=128,
+            instance_id=f"hand-{n}",
+            account_id="a-bench",
+            disks=(DiskSpec(path=str(disk)),),
+            interfaces=(
+                InterfaceSpec(mac=f"52:54:00:be:00:{n:02x}", network=f"vdc-{world.network_id}"),
+            ),
+            console_log=str(log),
+        )
+    ).to_xml()
+    document = world.run_dir / f"hand-{n}.xml"
+    document.write_text(xml)
+    started = time.monotonic()
+    subprocess.run(
+        ["virsh", "-c", world.ns.uri, "create", str(document)], check=True, capture_output=True
+    )
+    deadline = started + 300
+    while not (log.exists() and re.search(NET_LINE.pattern, log.read_text(errors="replace"))):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"hand-made guest {n} never reported an address")
+        time.sleep(0.1)
+    elapsed = time.monotonic() - started
+    subprocess.run(
+        ["virsh", "-c", world.ns.uri, "destroy", f"hand-{n}"], check=True, capture_output=True
+    )
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    image = build_image(CACHE / "guest")
+    run_dir = Path(tempfile.mkdtemp(prefix="vdc-bench-boot-"))
+    run_dir.chmod(0o711)
+    world = E2E(
+        ns=LibvirtNamespace(run_dir, CACHE / "libvirt"),
+        run_dir=run_dir,
+        data_dir=run_dir / "data",
+        env=make_env(run_dir),
+        image_path=image,
+    )
+    try:
+        world.start()
+        through_vdc(world)  # warm-up: the network comes up, caches fill
+        vdc, hand = [], []
+        for n in range(args.rounds):  # interleaved, so drift in the machine hits both alike
+            vdc.append(through_vdc(world))
+            hand.append(by_hand(world, image, n))
+    finally:
+        world.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
+    vdc_median, hand_median = statistics.median(vdc), statistics.median(hand)
+    runs_vdc = ", ".join(f"{v:.2f}" for v in vdc)
+    runs_hand = ", ".join(f"{v:.2f}" for v in hand)
+    print(f"rounds: {args.rounds} (qemu emulation, busybox test guest)")
+    print(f"vdc API launch -> guest has IP: median {vdc_median:.2f}s  ({runs_vdc})")
+    print(f"virsh create   -> guest has IP: median {hand_median:.2f}s  ({runs_hand})")
+    print(f"vdc adds {(vdc_median / hand_median - 1) * 100:+.1f}% (aim: under 10 %)")
+
+
+if __name__ == "__main__":
+    main()
