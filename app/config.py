@@ -31,6 +31,15 @@ class Settings(BaseSettings):
         default="0.0.0.0:8775",
         description="HOST:PORT of the EC2 metadata listener",
     )
+    region: str = Field(
+        default="vdc-1", description="Region shown by the metadata service; zone is region + 'a'"
+    )
+    metadata_token_secret: str = Field(
+        default="", description="Signs IMDSv2 tokens; set it when replicas share guests"
+    )
+    metadata_proxy_secret: str = Field(
+        default="", description="Shared with metadata proxies that sign X-Forwarded-For"
+    )
     libvirt_uri: str = Field(
         default="qemu:///system", description="URI `vdc-manage host add` uses when given none"
     )

@@ -6,6 +6,7 @@ what happens on reboot) is made here, in small functions the driver calls.
 
 from __future__ import annotations
 
+import uuid as uuid_module
 from collections.abc import Iterable
 
 from hypervisor.specs import (
@@ -38,6 +39,8 @@ FORWARD_MODES = ("nat", "route", "none")
 # i440fx ("pc") rather than q35: its ACPI PCI hotplug lets volumes be attached to a running
 # guest without pre-allocating PCIe root ports. It exists for x86 guests only.
 _MACHINE_TYPE_BY_ARCH = {"x86_64": "pc", "i686": "pc"}
+# Fixed, so the same instance always gets the same domain UUID (and DMI serial).
+_UUID_NAMESPACE = uuid_module.UUID("5f0e8a52-3c1b-4d7e-9a63-7d2c1e4b9f10")
 
 
 def domain(spec: DomainSpec) -> Domain:
@@ -46,14 +49,19 @@ def domain(spec: DomainSpec) -> Domain:
     machine = _MACHINE_TYPE_BY_ARCH.get(spec.arch)
     if machine is None:
         raise ValueError(f"no machine type for arch {spec.arch!r} (vdc supports x86 guests)")
+    uuid = spec.uuid or ec2_uuid(spec.instance_id)
     return Domain(
         type=spec.virt_type,
         name=spec.name,
-        uuid=spec.uuid,
+        uuid=uuid,
         instance=VdcInstanceMetadata(instance_id=spec.instance_id, account_id=spec.account_id),
         memory_kib=spec.memory_mib * 1024,
         vcpus=spec.vcpus,
-        os=DomainOs(arch=spec.arch, machine=machine, boot_devices=("hd",)),
+        os=DomainOs(arch=spec.arch, machine=machine, boot_devices=("hd",), smbios_mode="sysinfo"),
+        # cloud-init's ds-identify takes a guest for EC2 (and uses vdc's metadata service,
+        # IMDSv2 included) when the DMI product UUID and serial both start with "ec2" and
+        # match; the product UUID is the domain's.
+        smbios_system=(("manufacturer", "vdc"), ("product", "vdc instance"), ("serial", uuid)),
         features=("acpi", "apic"),  # ACPI: clean shutdown and PCI hotplug
         # The guest sees the host's CPU as is; only meaningful with hardware virtualisation
         # (under TCG the host CPU model cannot be emulated).
@@ -80,6 +88,12 @@ def domain(spec: DomainSpec) -> Domain:
         # No <graphics> and no <video>: vdc guests are headless, the serial console is the
         # only screen.
     )
+
+
+def ec2_uuid(instance_id: str) -> str:
+    """A stable domain UUID for an instance, starting with "ec2" as EC2's do."""
+    digest = uuid_module.uuid5(_UUID_NAMESPACE, instance_id).hex
+    return str(uuid_module.UUID("ec2" + digest[3:]))
 
 
 def _disk(spec: DiskSpec) -> DomainDisk:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import libvirt
 
-from hypervisor import designer
+from hypervisor import designer, metadata_redirect
 from hypervisor.connection import POOL, ConnectionPool
 from hypervisor.errors import NotFoundOnHost, translated
 from hypervisor.guest import Guest, lookup
@@ -160,7 +160,7 @@ class HostDriver:
         runs on, in the network namespace of the bridge; elsewhere the lease just expires.
         Returns True when a release was sent.
         """
-        if urlsplit(self.uri).netloc or self._conn().getType().lower() == "test":
+        if not self.is_local():
             return False
         tool = shutil.which("dhcp_release")
         if tool is None or host.mac not in {lease.mac for lease in self.dhcp_leases(network_name)}:
@@ -175,6 +175,18 @@ class HostDriver:
         )
         return result.returncode == 0
 
+    def is_local(self) -> bool:
+        """True for the host vdc runs on (a URI without a host part), not the test driver."""
+        return not urlsplit(self.uri).netloc and self._conn().getType().lower() != "test"
+
+    def ensure_metadata_redirect(self, spec: NetworkSpec, port: int) -> bool:
+        """Sends the network's guests' 169.254.169.254:80 to the metadata listener on the
+        gateway; on the local host only (see hypervisor/metadata_redirect.py)."""
+        if not self.is_local():
+            return False
+        metadata_redirect.ensure(spec.bridge, spec.gateway, port)
+        return True
+
     @translated
     def _bridge_of(self, network_name: str) -> str:
         return str(self._conn().networkLookupByName(network_name).bridgeName())
@@ -187,7 +199,11 @@ class HostDriver:
 
         def define() -> libvirt.virStoragePool:
             pool = connection.storagePoolDefineXML(designer.pool(spec).to_xml())
-            pool.build(0)
+            try:
+                pool.build(0)  # makes the folder
+            except libvirt.libvirtError:
+                if not pool.isActive():  # a racing job built and started it: fine
+                    raise
             return pool
 
         pool = _define_once(

@@ -13,6 +13,7 @@ from typing import Any
 import typer
 
 from app.cli.common import database, reports_errors, run_cli
+from app.cli.keypairs import keypair_cli
 from app.cli.progress import copy_progress
 from app.config import KNOWN_ARCHES, Settings
 from app.ids import SHARED_ACCOUNT_ID
@@ -42,6 +43,7 @@ cli.add_typer(host_cli, name="host")
 cli.add_typer(network_cli, name="network")
 cli.add_typer(instance_cli, name="instance")
 image_cli.add_typer(image_add_cli, name="add")
+cli.add_typer(keypair_cli, name="keypair", help="SSH key pairs.")
 
 # The operator acts with an admin's reach; this account is never stored.
 OPERATOR = Account(id="a-operator", name="vdc-manage", is_admin=True)

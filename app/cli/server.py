@@ -14,6 +14,7 @@ from app.db import engine_for, session_scope
 from app.listeners import run_listeners
 from app.migrations import current_revision, head_revision, upgrade
 from app.services import accounts, images
+from metadata.app import create_metadata_app
 
 cli = typer.Typer(help="The vdc control plane server.", no_args_is_help=True, add_completion=False)
 
@@ -60,6 +61,24 @@ def serve(
         # The same app, so its lifespan (the job worker) runs once, with the TCP listener.
         configs.append(uvicorn.Config(app, uds=str(socket_path), lifespan="off", log_level="info"))
         typer.echo(f"vdc API also on unix socket {socket_path}")
+    metadata_host, metadata_port = split_bind(settings.metadata_bind)
+    metadata = create_metadata_app(
+        app.state.engine,
+        settings.region,
+        settings.metadata_token_secret,
+        settings.metadata_proxy_secret,
+    )
+    configs.append(
+        uvicorn.Config(
+            metadata,
+            host=metadata_host,
+            port=metadata_port,
+            proxy_headers=False,  # else any guest could claim any address
+            lifespan="off",
+            access_log=False,  # every guest polls: too chatty for the server log
+        )
+    )
+    typer.echo(f"EC2 metadata service on {settings.metadata_bind}")
     run_listeners(configs)
 
 

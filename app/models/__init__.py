@@ -6,6 +6,7 @@ from app.models.image import Image
 from app.models.instance import Instance, NetworkInterface
 from app.models.instance_type import InstanceType
 from app.models.job import Job
+from app.models.keypair import SshKeyPair
 from app.models.network import Network
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "Job",
     "Network",
     "NetworkInterface",
+    "SshKeyPair",
 ]

@@ -6,7 +6,7 @@ import base64
 import binascii
 from datetime import datetime
 from enum import StrEnum
-from typing import Self
+from typing import Literal, Self
 
 import sqlalchemy as sa
 from pydantic import BaseModel, model_validator
@@ -51,6 +51,9 @@ class Instance(SQLModel, table=True):
     user_data: bytes | None = Field(
         default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True)
     )
+    ssh_key_id: str | None = Field(default=None, foreign_key="ssh_key_pairs.id", max_length=32)
+    # IMDS: "optional" (plain GETs and tokens) or "required" (IMDSv2 tokens only), as AWS.
+    http_tokens: str = Field(default="optional", max_length=16)
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
     launched_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
@@ -92,6 +95,12 @@ class InstanceCreate(BaseModel):
     user_data_base64: str | None = PydanticField(
         default=None, description="Or bytes, base64-encoded"
     )
+    ssh_key_id: str | None = PydanticField(
+        default=None, max_length=32, description="Key pair for the metadata's public-keys/"
+    )
+    http_tokens: Literal["optional", "required"] = PydanticField(
+        default="optional", description="IMDSv2: `required` refuses metadata GETs without a token"
+    )
 
     @model_validator(mode="after")
     def _size_and_user_data(self) -> Self:
@@ -116,6 +125,9 @@ class InstanceCreate(BaseModel):
 
 class InstanceUpdate(BaseModel):
     display_name: str | None = PydanticField(default=None, max_length=255)
+    http_tokens: Literal["optional", "required"] | None = PydanticField(
+        default=None, description="Change the metadata options of a live instance"
+    )
 
 
 class InterfacePublic(BaseModel):
@@ -144,6 +156,8 @@ class InstancePublic(BaseModel):
     network_id: str | None
     interfaces: list[InterfacePublic]
     user_data_size: int
+    ssh_key_id: str | None
+    http_tokens: str
     created_at: datetime
     updated_at: datetime
     launched_at: datetime | None

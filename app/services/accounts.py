@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 
 from app.errors import BadRequest, Conflict, NotFound
 from app.ids import SHARED_ACCOUNT_ID, new_id
-from app.models import Account, ApiKey, Image
+from app.models import Account, ApiKey, Image, Instance, SshKeyPair
 
 KEY_PREFIX = "vdc_"
 
@@ -79,11 +79,16 @@ def delete_account(session: Session, account_id: str) -> None:
     account = get_account(session, account_id)
     if account.is_system:
         raise BadRequest(f"{account.id} is a system account and cannot be deleted")
-    owned = session.scalar(
-        select(sa.func.count()).select_from(Image).where(Image.account_id == account.id)
-    )
-    if owned:
-        raise Conflict(f"account {account.id} still owns {owned} image(s); delete them first")
+    for model, what in ((Image, "image(s)"), (Instance, "instance(s), terminated ones included")):
+        owned = session.scalar(
+            select(sa.func.count()).select_from(model).where(model.account_id == account.id)
+        )
+        if owned:
+            raise Conflict(f"account {account.id} still owns {owned} {what}")
+    # Key pairs and API keys are the account's own and go with it.
+    for key_pair in session.exec(select(SshKeyPair).where(SshKeyPair.account_id == account.id)):
+        session.delete(key_pair)
+    session.flush()  # no ORM relationships tell SQLAlchemy to delete these first
     session.delete(account)
 
 

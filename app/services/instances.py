@@ -24,7 +24,7 @@ from app.models.instance import (
     InstanceUpdate,
     InterfacePublic,
 )
-from app.services import images, jobs, networks
+from app.services import images, jobs, keypairs, networks
 from app.services.addresses import allocate_interface
 from app.services.listing import PageRequest, fetch_page
 from app.services.placement import PLACEMENT_LOCK, choose_host
@@ -119,6 +119,9 @@ def launch(
     )
     type_name, cpu_cores, memory_size, root_disk_size = _size(session, body)
     user_data = body.user_data_bytes()  # validated with the body
+    ssh_key_id = (
+        keypairs.get_keypair(session, account, body.ssh_key_id).id if body.ssh_key_id else None
+    )
     instance_id = new_id("instance")
     with PLACEMENT_LOCK:
         host = choose_host(session, settings, cpu_cores, memory_size)
@@ -134,6 +137,8 @@ def launch(
             root_disk_size=root_disk_size,
             host_node_id=host.id,
             user_data=user_data,
+            ssh_key_id=ssh_key_id,
+            http_tokens=body.http_tokens,
         )
         session.add(instance)
         session.flush()
@@ -177,7 +182,9 @@ def update_instance(
     instance = get_instance(session, account, instance_id)
     if body.display_name is not None:
         instance.display_name = body.display_name
-        instance.updated_at = utcnow()
+    if body.http_tokens is not None:
+        instance.http_tokens = body.http_tokens
+    instance.updated_at = utcnow()
     session.add(instance)
     session.commit()
     return instance

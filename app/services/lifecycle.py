@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from app.config import Settings
+from app.config import Settings, split_bind
 from app.models import HostNode, Image, Instance, Job, Network, NetworkInterface
 from app.models.common import utcnow
 from app.models.instance import InstanceState
@@ -91,8 +91,10 @@ def root_volume_name(instance_id: str) -> str:
 def ensure_running(ctx: JobContext, loaded: Loaded) -> None:
     """Everything an instance needs on its host, created where missing, then powered on."""
     settings, instance, driver = ctx.settings, loaded.instance, loaded.driver
+    metadata_port = split_bind(settings.metadata_bind)[1]
     for nic, network in loaded.interfaces:
         driver.ensure_network(spec_for(network))
+        driver.ensure_metadata_redirect(spec_for(network), metadata_port)
         driver.add_dhcp_host(
             libvirt_name(network), DhcpHost(nic.mac_address, nic.ip_address, instance.hostname)
         )

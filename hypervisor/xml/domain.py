@@ -60,12 +60,15 @@ class DomainOs:
     machine: str | None = None
     boot_devices: tuple[str, ...] = ()
     type: str = "hvm"
+    smbios_mode: str | None = None  # "sysinfo": the guest's DMI tables come from <sysinfo>
 
     def to_element(self) -> ET.Element:
         os_element = element("os")
         sub(os_element, "type", self.type, arch=self.arch, machine=self.machine)
         for device in self.boot_devices:
             sub(os_element, "boot", dev=device)
+        if self.smbios_mode is not None:
+            sub(os_element, "smbios", mode=self.smbios_mode)
         return os_element
 
     @classmethod
@@ -76,6 +79,7 @@ class DomainOs:
             machine=type_element.get("machine"),
             boot_devices=tuple(required_attr(boot, "dev") for boot in node.findall("boot")),
             type=type_element.text or "",
+            smbios_mode=optional_attr(node, "smbios", "mode"),
         )
 
 
@@ -227,6 +231,7 @@ class Domain:
     consoles: tuple[DomainConsole, ...] = ()
     memballoon_model: str | None = None
     rng: DomainRng | None = None
+    smbios_system: tuple[tuple[str, str], ...] = ()  # <sysinfo><system> entries, in order
 
     def to_xml(self) -> str:
         # Children follow the order libvirt itself uses, so diffs against virsh output read well.
@@ -238,6 +243,10 @@ class Domain:
             sub(root, "metadata").append(self.instance.to_element())
         sub(root, "memory", self.memory_kib, unit="KiB")
         sub(root, "vcpu", self.vcpus)
+        if self.smbios_system:
+            system = sub(sub(root, "sysinfo", type="smbios"), "system")
+            for name, value in self.smbios_system:
+                sub(system, "entry", value, name=name)
         root.append(self.os.to_element())
         if self.features:
             features = sub(root, "features")
@@ -295,4 +304,8 @@ class Domain:
             consoles=tuple(DomainConsole.from_element(e) for e in devices.findall("console")),
             memballoon_model=optional_attr(devices, "memballoon", "model"),
             rng=None if rng is None else DomainRng.from_element(rng),
+            smbios_system=tuple(
+                (required_attr(entry, "name"), entry.text or "")
+                for entry in root.findall("sysinfo[@type='smbios']/system/entry")
+            ),
         )

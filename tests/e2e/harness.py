@@ -169,7 +169,11 @@ class E2E:
 
     def terminate(self, instance_id: str) -> None:
         assert self.api is not None
+        address = self.get(f"/api/v1/instances/{instance_id}")["ip_address"]
         assert self.api.delete(f"/api/v1/instances/{instance_id}").status_code == 202
+        # The address goes to the next guest: it must not find this one's last command.
+        if address:
+            (self.run_dir / "cmds" / address).unlink(missing_ok=True)
 
     def wait_state(self, instance_id: str, state: str, timeout: float = 120) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -225,6 +229,7 @@ class E2E:
         while True:
             match = re.search(pattern, self.console(instance_id).replace("\r", ""), re.S)
             if match:
+                (self.run_dir / "cmds" / ip).unlink(missing_ok=True)
                 return int(match.group(2)), match.group(1)
             if time.monotonic() > deadline:
                 raise AssertionError(
@@ -254,6 +259,7 @@ def make_env(run_dir: Path) -> dict[str, str]:
         "VDC_DATA_DIR": str(data_dir),
         "VDC_API_BIND": "127.0.0.1:8000",  # inside the namespace: reachable from there only
         "VDC_API_SOCKET": str(run_dir / "api.sock"),
+        "VDC_METADATA_BIND": "0.0.0.0:8775",  # inside the namespace; guests reach it by DNAT
         "VDC_VIRT_TYPE": "qemu",
         "VDC_SYNC_INTERVAL": "1",
         "VDC_STOP_TIMEOUT": "30",

@@ -89,3 +89,38 @@ class TestAdminRoutes:
         )
         assert response.status_code == 204
         assert client.get("/api/v1/accounts/me", headers=bearer(key)).status_code == 401
+
+
+def test_deleting_an_account_takes_its_key_pairs_and_refuses_while_it_owns_instances(
+    client: TestClient, keys: Keys, engine: sa.Engine
+) -> None:
+    key = keys.new("alice")
+    assert (
+        client.post(
+            "/api/v1/ssh_key_pairs/generate", json={"name": "k"}, headers=bearer(key)
+        ).status_code
+        == 201
+    )
+    with engine.begin() as conn:  # an instance row of alice's (no host needed to own one)
+        conn.execute(
+            sa.text(
+                "INSERT INTO images (id, account_id, display_name, description, arch,"
+                " is_public, state, source, format, virtual_size, file_size, sha256,"
+                " file_name, created_at, updated_at) VALUES ('wmi-x0000000', :a, '', '',"
+                " 'x86_64', false, 'available', 'upload', 'raw', 512, 512, '', 'x.raw',"
+                " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            ),
+            {"a": keys.ids["alice"]},
+        )
+    refused = client.delete(f"/api/v1/accounts/{keys.ids['alice']}", headers=bearer(keys.admin))
+    assert refused.status_code == 409 and "image" in refused.json()["detail"]
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM images WHERE id = 'wmi-x0000000'"))
+    assert (
+        client.delete(
+            f"/api/v1/accounts/{keys.ids['alice']}", headers=bearer(keys.admin)
+        ).status_code
+        == 204
+    )
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM ssh_key_pairs")).scalar() == 0

@@ -18,11 +18,14 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.fixture
-def server(tmp_path: Path, free_tcp_port: int) -> Iterator[tuple[str, Path, Callable[[], str]]]:
+def server(
+    tmp_path: Path, free_tcp_port: int, free_tcp_port_factory: Callable[[], int]
+) -> Iterator[tuple[str, Path, Callable[[], str]]]:
     data_dir = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("VDC_")} | {
         "VDC_DATA_DIR": str(data_dir),
         "VDC_API_BIND": f"127.0.0.1:{free_tcp_port}",
+        "VDC_METADATA_BIND": f"127.0.0.1:{free_tcp_port_factory()}",
         "VDC_IMPORT_DIRS": str(tmp_path),
     }
     log = tmp_path / "serve.log"
@@ -93,6 +96,7 @@ def test_restart_keeps_the_key_file(server, tmp_path: Path, free_tcp_port_factor
     env = {k: v for k, v in os.environ.items() if not k.startswith("VDC_")} | {
         "VDC_DATA_DIR": str(data_dir),
         "VDC_API_BIND": f"127.0.0.1:{free_tcp_port_factory()}",
+        "VDC_METADATA_BIND": f"127.0.0.1:{free_tcp_port_factory()}",
     }
     # A second server on the same data dir: prints where the key is, does not replace it.
     proc = subprocess.Popen([str(BIN / "vdc"), "serve"], env=env, stdout=subprocess.PIPE, text=True)

@@ -1,0 +1,100 @@
+"""The EC2 instance metadata service: its own FastAPI app, on its own listener.
+
+Guests ask `http://169.254.169.254/...`; each answer is computed from the asking
+instance's facts (metadata/facts.py) by the pure tree renderer (metadata/tree.py).
+What real clients need (cloud-init's Ec2 datasource, botocore): no redirects ever, dated
+versions answer like `latest`, the token PUT never 404s and echoes the TTL header.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request, Response
+from sqlmodel import Session
+
+from metadata import facts, resolver, tokens, tree
+
+TOKEN_HEADER = "x-aws-ec2-metadata-token"  # noqa: S105 - a header name
+TTL_HEADER = "x-aws-ec2-metadata-token-ttl-seconds"
+
+
+def create_metadata_app(
+    engine: sa.Engine, region: str, token_secret: str = "", proxy_secret: str = ""
+) -> FastAPI:
+    # Without a configured secret, tokens are good for this process only (like a restart
+    # of EC2's IMDS, clients simply ask for a new one).
+    signing_key = token_secret.encode() or secrets.token_bytes(32)
+    proxy_key = proxy_secret.encode() or None
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, redirect_slashes=False)
+
+    def who(request: Request, session: Session) -> str | None:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        forwarded = resolver.signed_forward(headers, proxy_key)
+        if forwarded is not None:
+            instance_id, address = forwarded
+            lease = facts.lease_for(session, address)
+            return instance_id if lease and lease.instance_id == instance_id else None
+        client = request.client.host if request.client else ""
+        server = request.scope.get("server") or ("", 0)
+        lease = facts.lease_for(session, client)
+        return lease.instance_id if lease and resolver.accept_direct(lease, server[0]) else None
+
+    @app.put("/{version}/api/token", include_in_schema=False)
+    def token(version: str, request: Request) -> Response:
+        if version != "latest":
+            return text(403, "Forbidden")
+        signed = resolver.signed_forward(
+            {k.lower(): v for k, v in request.headers.items()}, proxy_key
+        )
+        if resolver.FORWARDED_HEADER in {k.lower() for k in request.headers} and signed is None:
+            return text(403, "Forbidden")  # EC2: a forwarded token request is refused
+        ttl = request.headers.get(TTL_HEADER, "")
+        if not ttl.isdigit() or not tokens.MIN_TTL <= int(ttl) <= tokens.MAX_TTL:
+            return text(400, "Bad Request")
+        with Session(engine) as session:
+            instance_id = who(request, session)
+        if instance_id is None:
+            return text(403, "Forbidden")  # never 404 here: cloud-init reads that as "no IMDS"
+        issued = tokens.issue(signing_key, instance_id, int(ttl))
+        return Response(issued, media_type="text/plain", headers={TTL_HEADER: ttl})
+
+    @app.api_route("/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
+    def lookup(path: str, request: Request) -> Response:
+        with Session(engine) as session:
+            instance_id = who(request, session)
+            if instance_id is None:
+                return text(404, "Not Found")
+            token_value = request.headers.get(TOKEN_HEADER)
+            if token_value is not None:
+                try:
+                    tokens.verify(signing_key, token_value, instance_id)
+                except tokens.TokenError:
+                    return text(401, "Unauthorized")
+            elif facts.http_tokens(session, instance_id) == "required":
+                return text(401, "Unauthorized")
+            instance_facts = facts.gather(session, instance_id, region)
+        if instance_facts is None:
+            return text(404, "Not Found")
+        version, _, rest = path.strip("/").partition("/")
+        if not version:
+            return text(200, "\n".join((*tree.VERSIONS, "latest")))
+        if version != "latest" and version not in tree.VERSIONS:
+            return text(404, "Not Found")
+        answer = tree.render(tree.build(instance_facts), rest)
+        return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
+
+    @app.api_route(
+        "/{path:path}",
+        methods=["POST", "DELETE", "PATCH", "PUT", "OPTIONS"],
+        include_in_schema=False,
+    )
+    def other(path: str) -> Response:
+        return text(405, "Method Not Allowed")
+
+    return app
+
+
+def text(status: int, body: str) -> Response:
+    return Response(body, status_code=status, media_type="text/plain")

@@ -1,0 +1,75 @@
+"""Reading what the metadata tree shows from vdc's database (through app's models)."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, col, select
+
+from app.models import Image, Instance, Network, NetworkInterface, SshKeyPair
+from app.models.instance import InstanceState
+from metadata.resolver import Lease
+from metadata.tree import InstanceFacts, Interface
+
+# Instances that can be asking: a terminated one's address may already be someone else's.
+DEAD = (InstanceState.terminated, InstanceState.shuttingdown)
+
+
+def lease_for(session: Session, ip: str) -> Lease | None:
+    row = session.exec(
+        select(NetworkInterface.instance_id, Network.gateway)
+        .join(Network, col(Network.id) == NetworkInterface.network_id)
+        .join(Instance, col(Instance.id) == NetworkInterface.instance_id)
+        .where(NetworkInterface.ip_address == ip)
+        .where(col(Instance.state).not_in(DEAD))
+    ).first()
+    return Lease(instance_id=row[0], ip=ip, gateway=row[1]) if row else None
+
+
+def gather(session: Session, instance_id: str, region: str) -> InstanceFacts | None:
+    instance = session.get(Instance, instance_id)
+    if instance is None or instance.state in DEAD:
+        return None
+    image = session.get(Image, instance.image_id)
+    rows = session.exec(
+        select(NetworkInterface, Network)
+        .join(Network, col(Network.id) == NetworkInterface.network_id)
+        .where(NetworkInterface.instance_id == instance_id)
+        .order_by(col(NetworkInterface.device_index))
+    ).all()
+    interfaces = tuple(
+        Interface(
+            mac=nic.mac_address,
+            ip=nic.ip_address,
+            device_number=nic.device_index,
+            interface_id=nic.id,
+            network_id=network.id,
+            cidr=network.cidr,
+            gateway=network.gateway,
+            dns_servers=tuple(s for s in network.dns_servers.split(",") if s),
+        )
+        for nic, network in rows
+    )
+    keys: tuple[tuple[str, str], ...] = ()
+    if instance.ssh_key_id:
+        key = session.get(SshKeyPair, instance.ssh_key_id)
+        if key is not None:
+            keys = ((key.name, key.public_key),)
+    domain = rows[0][1].domain if rows else ""
+    return InstanceFacts(
+        instance_id=instance.id,
+        account_id=instance.account_id,
+        image_id=instance.image_id,
+        instance_type=instance.instance_type or f"c{instance.cpu_cores}m{instance.memory_size}",
+        hostname=instance.hostname,
+        domain=domain,
+        architecture=image.arch if image else "x86_64",
+        region=region,
+        launched_at=instance.launched_at or instance.created_at,
+        interfaces=interfaces,
+        public_keys=keys,
+        user_data=instance.user_data,
+    )
+
+
+def http_tokens(session: Session, instance_id: str) -> str:
+    instance = session.get(Instance, instance_id)
+    return instance.http_tokens if instance else "required"
