@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,9 +23,7 @@ sys.path.insert(0, str(ROOT))
 from hypervisor import designer  # noqa: E402
 from hypervisor.specs import DiskSpec, DomainSpec, InterfaceSpec  # noqa: E402
 from tests.e2e.conftest import CACHE  # noqa: E402
-from tests.e2e.guest.build import build_image  # noqa: E402
-from tests.e2e.harness import E2E, NET_LINE, make_env  # noqa: E402
-from tests.e2e.libvirt_ns import LibvirtNamespace  # noqa: E402
+from tests.e2e.harness import E2E, NET_LINE, new_world  # noqa: E402
 
 
 def through_vdc(world: E2E) -> float:
@@ -92,16 +88,8 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    image = build_image(CACHE / "guest")
-    run_dir = Path(tempfile.mkdtemp(prefix="vdc-bench-boot-"))
-    run_dir.chmod(0o711)
-    world = E2E(
-        ns=LibvirtNamespace(run_dir, CACHE / "libvirt"),
-        run_dir=run_dir,
-        data_dir=run_dir / "data",
-        env=make_env(run_dir),
-        image_path=image,
-    )
+    world = new_world(CACHE)
+    image = world.image_path
     try:
         world.start()
         through_vdc(world)  # warm-up: the network comes up, caches fill
@@ -111,7 +99,6 @@ def main() -> None:
             hand.append(by_hand(world, image, n))
     finally:
         world.stop()
-        shutil.rmtree(run_dir, ignore_errors=True)
     vdc_median, hand_median = statistics.median(vdc), statistics.median(hand)
     runs_vdc = ", ".join(f"{v:.2f}" for v in vdc)
     runs_hand = ", ".join(f"{v:.2f}" for v in hand)

@@ -9,15 +9,17 @@ versions answer like `latest`, the token PUT never 404s and echoes the TTL heade
 from __future__ import annotations
 
 import secrets
+from typing import TypeVar
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Request, Response
-from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
-from metadata import facts, resolver, tokens, tree
+from metadata import cache, resolver, tokens, tree
 
 TOKEN_HEADER = "x-aws-ec2-metadata-token"  # noqa: S105 - a header name
 TTL_HEADER = "x-aws-ec2-metadata-token-ttl-seconds"
+T = TypeVar("T")
 
 
 def create_metadata_app(
@@ -29,20 +31,29 @@ def create_metadata_app(
     proxy_key = proxy_secret.encode() or None
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, redirect_slashes=False)
 
-    def who(request: Request, session: Session) -> str | None:
+    leases = cache.lease_cache(engine)
+    trees = cache.tree_cache(engine, region)
+
+    async def cached(store: cache.TtlCache[T], key: str) -> T:
+        value = store.peek(key)
+        if value is cache.MISSING:  # the database only on a miss, off the event loop
+            return await run_in_threadpool(store.load, key)
+        return value  # type: ignore[return-value]
+
+    async def who(request: Request) -> resolver.Lease | None:
         headers = {k.lower(): v for k, v in request.headers.items()}
         forwarded = resolver.signed_forward(headers, proxy_key)
         if forwarded is not None:
             instance_id, address = forwarded
-            lease = facts.lease_for(session, address)
-            return instance_id if lease and lease.instance_id == instance_id else None
+            lease = await cached(leases, address)
+            return lease if lease and lease.instance_id == instance_id else None
         client = request.client.host if request.client else ""
         server = request.scope.get("server") or ("", 0)
-        lease = facts.lease_for(session, client)
-        return lease.instance_id if lease and resolver.accept_direct(lease, server[0]) else None
+        lease = await cached(leases, client)
+        return lease if lease and resolver.accept_direct(lease, server[0]) else None
 
     @app.put("/{version}/api/token", include_in_schema=False)
-    def token(version: str, request: Request) -> Response:
+    async def token(version: str, request: Request) -> Response:
         if version != "latest":
             return text(403, "Forbidden")
         signed = resolver.signed_forward(
@@ -53,36 +64,34 @@ def create_metadata_app(
         ttl = request.headers.get(TTL_HEADER, "")
         if not ttl.isdigit() or not tokens.MIN_TTL <= int(ttl) <= tokens.MAX_TTL:
             return text(400, "Bad Request")
-        with Session(engine) as session:
-            instance_id = who(request, session)
-        if instance_id is None:
+        lease = await who(request)
+        if lease is None:
             return text(403, "Forbidden")  # never 404 here: cloud-init reads that as "no IMDS"
-        issued = tokens.issue(signing_key, instance_id, int(ttl))
+        issued = tokens.issue(signing_key, lease.instance_id, int(ttl))
         return Response(issued, media_type="text/plain", headers={TTL_HEADER: ttl})
 
     @app.api_route("/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
-    def lookup(path: str, request: Request) -> Response:
-        with Session(engine) as session:
-            instance_id = who(request, session)
-            if instance_id is None:
-                return text(404, "Not Found")
-            token_value = request.headers.get(TOKEN_HEADER)
-            if token_value is not None:
-                try:
-                    tokens.verify(signing_key, token_value, instance_id)
-                except tokens.TokenError:
-                    return text(401, "Unauthorized")
-            elif facts.http_tokens(session, instance_id) == "required":
+    async def lookup(path: str, request: Request) -> Response:
+        lease = await who(request)
+        if lease is None:
+            return text(404, "Not Found")
+        token_value = request.headers.get(TOKEN_HEADER)
+        if token_value is not None:
+            try:
+                tokens.verify(signing_key, token_value, lease.instance_id)
+            except tokens.TokenError:
                 return text(401, "Unauthorized")
-            instance_facts = facts.gather(session, instance_id, region)
-        if instance_facts is None:
+        elif lease.http_tokens == "required":
+            return text(401, "Unauthorized")
+        instance_tree = await cached(trees, lease.instance_id)
+        if instance_tree is None:
             return text(404, "Not Found")
         version, _, rest = path.strip("/").partition("/")
         if not version:
             return text(200, "\n".join((*tree.VERSIONS, "latest")))
         if version != "latest" and version not in tree.VERSIONS:
             return text(404, "Not Found")
-        answer = tree.render(tree.build(instance_facts), rest)
+        answer = tree.render(instance_tree, rest)
         return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
 
     @app.api_route(

@@ -14,14 +14,16 @@ DEAD = (InstanceState.terminated, InstanceState.shuttingdown)
 
 
 def lease_for(session: Session, ip: str) -> Lease | None:
+    """The live instance holding `ip`, with its gateway and token option: one query, asked
+    at every request (an address can pass to a new instance at any moment)."""
     row = session.exec(
-        select(NetworkInterface.instance_id, Network.gateway)
+        select(NetworkInterface.instance_id, Network.gateway, Instance.http_tokens)
         .join(Network, col(Network.id) == NetworkInterface.network_id)
         .join(Instance, col(Instance.id) == NetworkInterface.instance_id)
         .where(NetworkInterface.ip_address == ip)
         .where(col(Instance.state).not_in(DEAD))
     ).first()
-    return Lease(instance_id=row[0], ip=ip, gateway=row[1]) if row else None
+    return Lease(instance_id=row[0], ip=ip, gateway=row[1], http_tokens=row[2]) if row else None
 
 
 def gather(session: Session, instance_id: str, region: str) -> InstanceFacts | None:
@@ -68,8 +70,3 @@ def gather(session: Session, instance_id: str, region: str) -> InstanceFacts | N
         public_keys=keys,
         user_data=instance.user_data,
     )
-
-
-def http_tokens(session: Session, instance_id: str) -> str:
-    instance = session.get(Instance, instance_id)
-    return instance.http_tokens if instance else "required"

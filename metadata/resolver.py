@@ -25,6 +25,7 @@ class Lease:
     instance_id: str
     ip: str
     gateway: str
+    http_tokens: str = "optional"  # read with the lease: a change applies at once
 
 
 def sign(secret: bytes, instance_id: str) -> str:

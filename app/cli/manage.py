@@ -109,7 +109,8 @@ def account_show(account_id: str) -> None:
 @account_cli.command("del")
 @reports_errors
 def account_del(account_id: str) -> None:
-    """Deletes an account and its keys (refused while it owns images)."""
+    """Deletes an account with its API keys and key pairs (refused while it owns images
+    or instances)."""
     with database(Settings()) as session:
         accounts.delete_account(session, account_id)
     typer.echo(f"deleted {account_id}")

@@ -11,6 +11,7 @@ from app.models import HostNode, Instance
 from app.models.common import utcnow
 from app.models.host_node import HostNodeCreate, HostNodePublic, HostNodeUpdate, HostStatus
 from app.models.instance import InstanceState
+from app.services.changes import apply_changes
 from app.services.hypervisors import driver_for
 from app.services.listing import PageRequest, fetch_page
 from hypervisor.errors import HypervisorError
@@ -98,10 +99,7 @@ def public(session: Session, hosts: list[HostNode]) -> list[HostNodePublic]:
 
 def update_host(session: Session, host_id: str, body: HostNodeUpdate) -> HostNode:
     host = get_host(session, host_id)
-    for field, value in body.model_dump(exclude_unset=True).items():
-        if value is None:
-            raise BadRequest(f"{field} cannot be null")
-        setattr(host, field, value)
+    apply_changes(host, body)
     session.add(host)
     session.commit()
     return host

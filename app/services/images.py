@@ -18,6 +18,7 @@ from app.models.common import utcnow
 from app.models.image import ImageUpdate
 from app.services import disk_images
 from app.services.accounts import get_account
+from app.services.changes import apply_changes
 from app.services.disk_images import DiskInfo, ProgressCallback
 from app.services.listing import PageRequest, fetch_page
 
@@ -214,10 +215,7 @@ def _record(
 
 def update_image(session: Session, account: Account, image_id: str, changes: ImageUpdate) -> Image:
     image = _owned(session, account, image_id)
-    for field, value in changes.model_dump(exclude_unset=True).items():
-        if value is None:
-            raise BadRequest(f"{field} cannot be null")
-        setattr(image, field, value)
+    apply_changes(image, changes)
     image.updated_at = utcnow()
     session.add(image)
     session.commit()

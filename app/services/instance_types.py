@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
-from app.errors import BadRequest, Conflict, NotFound
+from app.errors import Conflict, NotFound
 from app.models import InstanceType
 from app.models.instance_type import InstanceTypeCreate, InstanceTypeUpdate
+from app.services.changes import apply_changes
 
 
 def list_types(session: Session) -> list[InstanceType]:
@@ -35,10 +36,7 @@ def create_type(session: Session, body: InstanceTypeCreate) -> InstanceType:
 
 def update_type(session: Session, name: str, body: InstanceTypeUpdate) -> InstanceType:
     row = get_type(session, name)
-    for field, value in body.model_dump(exclude_unset=True).items():
-        if value is None:
-            raise BadRequest(f"{field} cannot be null")
-        setattr(row, field, value)
+    apply_changes(row, body)
     session.add(row)
     session.commit()
     return row

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import E2E, make_env
-from tests.e2e.libvirt_ns import LibvirtNamespace
+from tests.e2e.harness import E2E, new_world
 
 # Kept between runs on a machine (the guest image, libvirt's capability cache); a fresh
 # machine (CI) builds them once.
@@ -36,26 +34,13 @@ def e2e() -> Iterator[E2E]:
     missing = _missing_requirements()
     if missing:
         pytest.skip(missing)
-    from tests.e2e.guest.build import build_image
-
-    image = build_image(CACHE / "guest")
-    # Not under pytest's 0700 temp root: guests run as libvirt-qemu and must reach their disks.
-    run_dir = Path(tempfile.mkdtemp(prefix="vdc-e2e-"))
-    run_dir.chmod(0o711)
-    world = E2E(
-        ns=LibvirtNamespace(run_dir, CACHE / "libvirt"),
-        run_dir=run_dir,
-        data_dir=run_dir / "data",
-        env=make_env(run_dir),
-        image_path=image,
-    )
+    world = new_world(CACHE)
     _session = world
     try:
         world.start()
         yield world
     finally:
         world.stop()
-        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -14,6 +14,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +116,7 @@ class E2E:
                     process.kill()
                     process.wait()
         self.ns.stop()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def _spawn(self, name: str, *args: str) -> None:
         log = (self.run_dir / f"{name}.log").open("ab")
@@ -251,6 +253,24 @@ class E2E:
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         with sqlite3.connect(self.data_dir / "vdc.sqlite3") as db:
             return list(db.execute(sql, params))
+
+
+def new_world(cache: Path) -> E2E:
+    """An E2E world in a fresh run folder (not under pytest's 0700 temp root: guests run as
+    libvirt-qemu and must reach their disks); the guest image and libvirt's capability
+    cache live in `cache` across runs."""
+    from tests.e2e.guest.build import build_image
+
+    image = build_image(cache / "guest")
+    run_dir = Path(tempfile.mkdtemp(prefix="vdc-e2e-"))
+    run_dir.chmod(0o711)
+    return E2E(
+        ns=LibvirtNamespace(run_dir, cache / "libvirt"),
+        run_dir=run_dir,
+        data_dir=run_dir / "data",
+        env=make_env(run_dir),
+        image_path=image,
+    )
 
 
 def make_env(run_dir: Path) -> dict[str, str]:

@@ -4,6 +4,7 @@ a guest asks, from the instance's address at its network's gateway (the DNAT tar
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -210,7 +211,11 @@ class TestImdsV2:
             headers=bearer(cloud.admin),
         )
         assert changed.json()["http_tokens"] == "optional"
-        assert me.get("/latest/meta-data/instance-id").status_code == 200
+        # Leases (with their token option) are cached for a second at most.
+        deadline = time.monotonic() + 3
+        while me.get("/latest/meta-data/instance-id").status_code != 200:
+            assert time.monotonic() < deadline, "the change never applied"
+            time.sleep(0.1)
         bad = cloud.client.patch(
             f"/api/v1/instances/{running['id']}",
             json={"http_tokens": "sometimes"},
