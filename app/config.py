@@ -23,7 +23,7 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL; empty means SQLite at DATA_DIR/vdc.sqlite3. "
         "PostgreSQL: postgresql+psycopg://user:password@host/dbname",
     )
-    api_bind: str = Field(default="127.0.0.1:8000", description="HOST:PORT of the API, UI and docs")
+    api_bind: str = Field(default="127.0.0.1:8000", description="HOST:PORT of the API and its docs")
     api_socket: str = Field(
         default="", description="Also serve the API on this unix socket path (empty: no socket)"
     )

@@ -40,7 +40,8 @@ def serve(
         False, "--migrate", help="Migrate the database first instead of refusing to start."
     ),
 ) -> None:
-    """Serves the API, the docs (/docs) and the web UI on VDC_API_BIND."""
+    """Serves the API and its docs (/docs) on VDC_API_BIND, and the EC2 metadata service on
+    VDC_METADATA_BIND."""
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if migrate_first:
@@ -54,7 +55,7 @@ def serve(
     app = create_app(settings)
     # proxy_headers off: the client address must be the real peer, never a header's claim.
     configs = [uvicorn.Config(app, host=host, port=port, proxy_headers=False, log_level="info")]
-    typer.echo(f"vdc API, docs and UI on http://{settings.api_bind}/ (docs: /docs)")
+    typer.echo(f"vdc API and docs on http://{settings.api_bind}/ (docs: /docs)")
     if settings.api_socket:
         socket_path = Path(settings.api_socket)
         socket_path.unlink(missing_ok=True)
