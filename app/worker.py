@@ -12,6 +12,7 @@ import uuid
 import sqlalchemy as sa
 
 from app.config import Settings
+from app.models import Job
 from app.services import jobs, lifecycle, sync
 from app.services.lifecycle import JobContext
 from hypervisor.errors import HostUnreachable
@@ -65,7 +66,7 @@ class Worker:
                 with self._lock:
                     self._in_flight.discard(job.id)
 
-    def _execute(self, job: jobs.Job) -> None:
+    def _execute(self, job: Job) -> None:
         engine, owner = self.ctx.engine, self.owner
         try:
             lifecycle.run(self.ctx, job)
@@ -90,7 +91,7 @@ class Worker:
         else:
             jobs.finish(engine, job.id, owner)
 
-    def _fail(self, job: jobs.Job, reason: str) -> None:
+    def _fail(self, job: Job, reason: str) -> None:
         if job.instance_id:
             lifecycle.fail_instance(self.ctx, job.instance_id, reason)
         jobs.finish(self.ctx.engine, job.id, self.owner, error=reason)
