@@ -1,14 +1,14 @@
 """libvirt's errors turned into a few kinds vdc acts on, in one place.
 
-The app maps these to HTTP answers (app/services/hypervisor_errors.py): not found on the
-host, host unreachable (retry later, host offline), and everything else (the operation
-failed: error state with libvirt's message as the reason).
+The app maps these to HTTP answers in one place (app/services/hypervisors.as_app_error):
+not found on the host, host unreachable (jobs retry later, the host shows offline), and
+everything else (the operation failed: error state with libvirt's message as the reason).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from functools import wraps
 from typing import ParamSpec, TypeVar
 
 import libvirt
@@ -63,20 +63,14 @@ def translate(error: libvirt.libvirtError) -> HypervisorError:
     return HypervisorError(message)
 
 
-@contextmanager
-def libvirt_errors() -> Iterator[None]:
-    """Re-raises libvirt errors in the block as vdc's kinds."""
-    try:
-        yield
-    except libvirt.libvirtError as error:
-        raise translate(error) from error
-
-
 def translated(func: Callable[P, R]) -> Callable[P, R]:
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        with libvirt_errors():
-            return func(*args, **kwargs)
+    """Re-raises the libvirt errors of `func` as vdc's kinds."""
 
-    wrapper.__name__ = func.__name__
-    wrapper.__doc__ = func.__doc__
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except libvirt.libvirtError as error:
+            raise translate(error) from error
+
     return wrapper

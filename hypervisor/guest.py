@@ -71,10 +71,6 @@ class Guest:
             else:
                 raise
 
-    @translated
-    def xml(self) -> str:
-        return str(self._domain.XMLDesc(0))
-
     def info(self) -> DomainInfo:
         instance_id, account_id = self._vdc_metadata()
         return DomainInfo(

@@ -56,11 +56,10 @@ def create_metadata_app(
     async def token(version: str, request: Request) -> Response:
         if version != "latest":
             return text(403, "Forbidden")
-        signed = resolver.signed_forward(
-            {k.lower(): v for k, v in request.headers.items()}, proxy_key
-        )
-        if resolver.FORWARDED_HEADER in {k.lower() for k in request.headers} and signed is None:
-            return text(403, "Forbidden")  # EC2: a forwarded token request is refused
+        # EC2 refuses a forwarded token request; vdc's own signed proxies are let through.
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        if resolver.FORWARDED_HEADER in headers and not resolver.signed_forward(headers, proxy_key):
+            return text(403, "Forbidden")
         ttl = request.headers.get(TTL_HEADER, "")
         if not ttl.isdigit() or not tokens.MIN_TTL <= int(ttl) <= tokens.MAX_TTL:
             return text(400, "Bad Request")

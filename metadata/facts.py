@@ -6,6 +6,7 @@ from sqlmodel import Session, col, select
 
 from app.models import Image, Instance, Network, NetworkInterface, SshKeyPair
 from app.models.instance import InstanceState
+from app.services.instances import interfaces_with_networks
 from metadata.resolver import Lease
 from metadata.tree import InstanceFacts, Interface
 
@@ -31,12 +32,7 @@ def gather(session: Session, instance_id: str, region: str) -> InstanceFacts | N
     if instance is None or instance.state in DEAD:
         return None
     image = session.get(Image, instance.image_id)
-    rows = session.exec(
-        select(NetworkInterface, Network)
-        .join(Network, col(Network.id) == NetworkInterface.network_id)
-        .where(NetworkInterface.instance_id == instance_id)
-        .order_by(col(NetworkInterface.device_index))
-    ).all()
+    rows = interfaces_with_networks(session, instance_id)
     interfaces = tuple(
         Interface(
             mac=nic.mac_address,

@@ -11,6 +11,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from app.errors import AppError
+from app.services.hypervisors import as_app_error
+from hypervisor.errors import HypervisorError
 
 log = logging.getLogger("vdc.api")
 
@@ -46,6 +48,10 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         response: JSONResponse = _body(exc.status_code, exc.type, exc.detail, headers)
         return response
+
+    @app.exception_handler(HypervisorError)
+    async def hypervisor_error(_request: Request, exc: HypervisorError) -> JSONResponse:
+        return await app_error(_request, as_app_error(exc))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from app.errors import AppError, Conflict, HostUnavailable, NotFound
 from app.models import HostNode
 from hypervisor.driver import HostDriver
@@ -17,21 +14,13 @@ def driver_for(host: HostNode) -> HostDriver:
     return HostDriver(host.uri)
 
 
-def as_app_error(error: HypervisorError, host: HostNode | None = None) -> AppError:
-    where = f" on host {host.name}" if host is not None else ""
+def as_app_error(error: HypervisorError) -> AppError:
+    """The answer to a libvirt failure that reaches the API (the handler in
+    app/api/errors.py); jobs instead record the message as the instance's error reason."""
     if isinstance(error, NotFoundOnHost):
-        return NotFound(f"{error}{where}")
+        return NotFound(str(error))
     if isinstance(error, AlreadyExists):
-        return Conflict(f"{error}{where}")
+        return Conflict(str(error))
     if isinstance(error, HostUnreachable):
-        return HostUnavailable(f"host unreachable{where}: {error}")
-    return HostUnavailable(f"libvirt refused{where}: {error}")
-
-
-@contextmanager
-def hypervisor_errors(host: HostNode | None = None) -> Iterator[None]:
-    """For synchronous API work: a libvirt failure becomes a clear 4xx/5xx answer."""
-    try:
-        yield
-    except HypervisorError as error:
-        raise as_app_error(error, host) from error
+        return HostUnavailable(f"host unreachable: {error}")
+    return HostUnavailable(f"libvirt refused: {error}")

@@ -113,21 +113,23 @@ def register_local(
 ) -> Image:
     """`vdc-manage image add local`: checks, copies into the image store, records."""
     spec.check()
-    get_account(session, spec.account_id)
+    owner_id = get_account(session, spec.account_id).id
     source = check_local_path(settings, path)
     # Refuse early, before copying gigabytes of something that is not an image...
     disk_images.inspect(source, settings.qemu_img)
     with partial_file(settings) as partial:
         digest = disk_images.copy_with_digest(source, partial, progress, settings.max_image_size)
         # ...and look again at the copy, which is what vdc will really boot.
-        return _finish(session, settings, partial, digest, spec, "local", progress)
+        return _finish(session, settings, partial, digest, spec, owner_id, "local", progress)
 
 
 def finish_upload(
     session: Session, settings: Settings, partial: Path, digest: str, spec: ImageSpec
 ) -> Image:
     """The API's upload, once the body is on disk in `partial` (see app/api/images.py)."""
-    return _finish(session, settings, partial, digest, spec, "upload", None)
+    spec.check()
+    owner_id = get_account(session, spec.account_id).id
+    return _finish(session, settings, partial, digest, spec, owner_id, "upload", None)
 
 
 @contextmanager
@@ -159,11 +161,11 @@ def _finish(
     partial: Path,
     digest: str,
     spec: ImageSpec,
+    owner_id: str,
     source: str,
     progress: ProgressCallback | None,
 ) -> Image:
-    spec.check()
-    get_account(session, spec.account_id)
+    """Inspects the copy (converting it if asked), records it, moves it into place."""
     info = disk_images.inspect(partial, settings.qemu_img)
     image_id = new_id("image")
     if spec.convert_to and spec.convert_to != info.format:
@@ -177,7 +179,7 @@ def _finish(
             converted.replace(partial)
         finally:
             converted.unlink(missing_ok=True)
-    image = _record(session, image_id, info, digest, spec, source)
+    image = _record(session, image_id, info, digest, spec, owner_id, source)
     final = settings.image_dir / image.file_name
     partial.replace(final)
     try:
@@ -189,11 +191,17 @@ def _finish(
 
 
 def _record(
-    session: Session, image_id: str, info: DiskInfo, digest: str, spec: ImageSpec, source: str
+    session: Session,
+    image_id: str,
+    info: DiskInfo,
+    digest: str,
+    spec: ImageSpec,
+    owner_id: str,
+    source: str,
 ) -> Image:
     image = Image(
         id=image_id,
-        account_id=get_account(session, spec.account_id).id,
+        account_id=owner_id,
         display_name=spec.display_name or image_id,
         description=spec.description,
         arch=spec.arch,

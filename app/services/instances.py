@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from app.config import Settings
 from app.errors import BadRequest, Conflict, NotFound
 from app.ids import new_id
-from app.models import Account, Instance, InstanceType, NetworkInterface
+from app.models import Account, Instance, InstanceType, Network, NetworkInterface
 from app.models.common import utcnow
 from app.models.instance import (
     ConsoleOutput,
@@ -72,6 +72,19 @@ def interfaces_of(session: Session, instance_ids: list[str]) -> dict[str, list[N
     for interface in rows:
         found[interface.instance_id].append(interface)
     return found
+
+
+def interfaces_with_networks(
+    session: Session, instance_id: str
+) -> list[tuple[NetworkInterface, Network]]:
+    """An instance's NICs in device order, each with its network."""
+    rows = session.exec(
+        select(NetworkInterface, Network)
+        .join(Network, col(Network.id) == NetworkInterface.network_id)
+        .where(NetworkInterface.instance_id == instance_id)
+        .order_by(col(NetworkInterface.device_index))
+    ).all()
+    return [(nic, network) for nic, network in rows]
 
 
 def public(session: Session, rows: list[Instance]) -> list[InstancePublic]:

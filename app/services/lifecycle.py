@@ -13,14 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from app.config import Settings, split_bind
 from app.models import HostNode, Image, Instance, Job, Network, NetworkInterface
 from app.models.common import utcnow
 from app.models.instance import InstanceState
 from app.services.hypervisors import INSTANCE_POOL, driver_for
-from app.services.instances import console_log_path
+from app.services.instances import console_log_path, interfaces_with_networks
 from app.services.networks import libvirt_name, spec_for
 from hypervisor.driver import HostDriver
 from hypervisor.specs import DhcpHost, DiskSpec, DomainSpec, InterfaceSpec, PoolSpec, RootVolumeSpec
@@ -75,13 +75,7 @@ def load(ctx: JobContext, instance_id: str) -> Loaded | None:
         host = session.get(HostNode, instance.host_node_id) if instance.host_node_id else None
         image = session.get(Image, instance.image_id)
         assert image is not None
-        rows = session.exec(
-            select(NetworkInterface, Network)
-            .join(Network, col(Network.id) == NetworkInterface.network_id)
-            .where(NetworkInterface.instance_id == instance_id)
-            .order_by(col(NetworkInterface.device_index))
-        ).all()
-        return Loaded(instance, host, image, [(nic, net) for nic, net in rows])
+        return Loaded(instance, host, image, interfaces_with_networks(session, instance_id))
 
 
 def root_volume_name(instance_id: str) -> str:

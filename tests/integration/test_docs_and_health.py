@@ -7,6 +7,8 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
+from hypervisor.errors import AlreadyExists, HostUnreachable, HypervisorError, NotFoundOnHost
+
 URL = re.compile(r"""(?:src|href)\s*=\s*["']([^"']+)["']|url\s*:\s*["']([^"']+)["']""")
 EXTERNAL = re.compile(r"(?:https?:)?//[A-Za-z0-9.-]+")
 
@@ -45,3 +47,25 @@ def test_unknown_route_is_json_404(client: TestClient) -> None:
     response = client.get("/api/v1/nothing-here")
     assert response.status_code == 404
     assert response.json()["type"] == "http_error"
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "kind"),
+    [
+        (HostUnreachable("cannot connect"), 502, "host_unavailable"),
+        (NotFoundOnHost("domain i-x not found"), 404, "not_found"),
+        (AlreadyExists("network exists"), 409, "conflict"),
+        (HypervisorError("internal error"), 502, "host_unavailable"),
+    ],
+)
+def test_a_libvirt_failure_reaching_the_api_is_a_clear_answer(
+    client: TestClient, error: HypervisorError, status: int, kind: str
+) -> None:
+    def fails() -> None:
+        raise error
+
+    client.app.add_api_route("/boom", fails)  # type: ignore[attr-defined]
+    response = client.get("/boom")
+    assert response.status_code == status
+    assert response.json()["type"] == kind
+    assert str(error) in response.json()["detail"]
