@@ -69,6 +69,14 @@ class Settings(BaseSettings):
     stop_timeout: float = Field(
         default=60.0, ge=0, description="Seconds a guest gets to shut down before it is forced off"
     )
+    max_volume_size: int = Field(
+        default=2 * 1024, ge=1, description="Largest volume accepted, in GiB"
+    )
+    detach_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a running guest gets to release a volume being detached",
+    )
 
     @field_validator("virt_type")
     @classmethod
@@ -95,6 +103,11 @@ class Settings(BaseSettings):
     def instance_dir(self) -> Path:
         """Instance root disks: the libvirt storage pool `vdc-instances` on each host."""
         return self.data_dir / "instances"
+
+    @property
+    def volume_dir(self) -> Path:
+        """Volumes: the libvirt storage pool `vdc-volumes` on each host."""
+        return self.data_dir / "volumes"
 
     @property
     def console_dir(self) -> Path:

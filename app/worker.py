@@ -92,8 +92,7 @@ class Worker:
             jobs.finish(engine, job.id, owner)
 
     def _fail(self, job: Job, reason: str) -> None:
-        if job.instance_id:
-            lifecycle.fail_instance(self.ctx, job.instance_id, reason)
+        lifecycle.fail(self.ctx, job, reason)
         jobs.finish(self.ctx.engine, job.id, self.owner, error=reason)
 
     def _renew_loop(self) -> None:

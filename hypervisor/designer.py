@@ -16,7 +16,7 @@ from hypervisor.specs import (
     InterfaceSpec,
     NetworkSpec,
     PoolSpec,
-    RootVolumeSpec,
+    VolumeSpec,
 )
 from hypervisor.xml import (
     Domain,
@@ -96,6 +96,11 @@ def ec2_uuid(instance_id: str) -> str:
     return str(uuid_module.UUID("ec2" + digest[3:]))
 
 
+def disk(spec: DiskSpec) -> DomainDisk:
+    """A virtio disk; its serial shows in the guest as /dev/disk/by-id/virtio-<serial>."""
+    return _disk(spec)
+
+
 def _disk(spec: DiskSpec) -> DomainDisk:
     # No cache='none': it needs O_DIRECT, which tmpfs (test and CI hosts) refuses.
     return DomainDisk(
@@ -162,9 +167,11 @@ def pool(spec: PoolSpec) -> StoragePool:
     return StoragePool(name=spec.name, target_path=spec.path, type="dir")
 
 
-def root_volume(spec: RootVolumeSpec) -> StorageVolume:
-    """A qcow2 overlay on the image: the image stays shared and read-only, and the instance's
-    disk only stores what the guest changes."""
+def volume(spec: VolumeSpec) -> StorageVolume:
+    """A qcow2 volume; with a backing image, an overlay on it: the image stays shared and
+    read-only, and the volume only stores what the guest changes."""
+    if spec.backing_path is not None and spec.backing_format is None:
+        raise ValueError("a backing file needs its format stated")
     return StorageVolume(
         name=spec.name,
         capacity_bytes=spec.capacity_bytes,

@@ -22,12 +22,13 @@ from hypervisor.errors import NotFoundOnHost, translated
 from hypervisor.guest import Guest, lookup
 from hypervisor.specs import (
     DhcpHost,
+    DiskSpec,
     DomainInfo,
     DomainSpec,
     HostCapacity,
     NetworkSpec,
     PoolSpec,
-    RootVolumeSpec,
+    VolumeSpec,
 )
 from hypervisor.xml.base import parse
 
@@ -216,8 +217,9 @@ class HostDriver:
             pool.setAutostart(1)
 
     @translated
-    def ensure_root_volume(self, pool_name: str, spec: RootVolumeSpec) -> str:
-        """Creates the instance's qcow2 overlay on its image; returns the volume's path."""
+    def ensure_volume(self, pool_name: str, spec: VolumeSpec) -> str:
+        """Creates the qcow2 volume (blank, or an overlay on an image) unless it exists; returns
+        its path."""
         pool = self._conn().storagePoolLookupByName(pool_name)
         try:
             return str(pool.storageVolLookupByName(spec.name).path())
@@ -225,7 +227,7 @@ class HostDriver:
             if error.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
                 raise
         try:
-            return str(pool.createXML(designer.root_volume(spec).to_xml(), 0).path())
+            return str(pool.createXML(designer.volume(spec).to_xml(), 0).path())
         except libvirt.libvirtError as error:
             if "exists" not in (error.get_error_message() or ""):
                 raise
@@ -286,6 +288,32 @@ class HostDriver:
             return self.guest(name)
         except NotFoundOnHost:
             return None
+
+    def attach_disk(self, domain_name: str, disk: DiskSpec) -> None:
+        """Attaches a volume: live when the guest runs, and persistently, so it stays
+        across stop/start and reboot. The live half goes first: if the guest refuses the
+        device, nothing is left in the definition."""
+        guest = self.guest(domain_name)
+        element = designer.disk(disk)
+        guest.hotplug_disk(element)
+        guest.add_persistent_disks([element])
+
+    def ensure_persistent_disks(self, domain_name: str, disks: list[DiskSpec]) -> None:
+        """Makes the next boot of an existing domain have these disks (a start converges a
+        domain defined before a volume was attached to it while vdc was down)."""
+        self.guest(domain_name).add_persistent_disks([designer.disk(disk) for disk in disks])
+
+    def detach_disk(self, domain_name: str, serial: str, timeout: float) -> bool:
+        """Detaches the volume with this serial: waits (at most `timeout` s) for a running
+        guest to release it, then removes it from the persistent definition. False, and the
+        definition unchanged, when the guest did not let go in time."""
+        guest = self.find_guest(domain_name)
+        if guest is None:
+            return True
+        if not guest.hot_unplug_disk(serial, timeout):
+            return False
+        guest.remove_persistent_disk(serial)
+        return True
 
     def undefine(self, name: str) -> None:
         guest = self.find_guest(name)

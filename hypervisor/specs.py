@@ -69,13 +69,14 @@ class DomainSpec:
 
 
 @dataclass(frozen=True)
-class RootVolumeSpec:
-    """An instance's root disk: a qcow2 overlay whose backing store is the image file."""
+class VolumeSpec:
+    """A qcow2 volume in a pool: blank, or an overlay whose backing store is an image file
+    (an instance's root disk, a volume made from an image)."""
 
-    name: str  # e.g. "i-4kx9a0qz-root.qcow2"
+    name: str  # e.g. "i-4kx9a0qz-root.qcow2", "vol-3kx9a0qz.qcow2"
     capacity_bytes: int
-    backing_path: str
-    backing_format: str  # "qcow2" or "raw"
+    backing_path: str | None = None
+    backing_format: str | None = None  # "qcow2" or "raw"; required with backing_path
 
 
 @dataclass(frozen=True)

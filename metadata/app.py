@@ -82,7 +82,7 @@ def create_metadata_app(
                 return text(401, "Unauthorized")
         elif lease.http_tokens == "required":
             return text(401, "Unauthorized")
-        instance_tree = await cached(trees, lease.instance_id)
+        instance_tree = await cached(trees, lease.tree_key)
         if instance_tree is None:
             return text(404, "Not Found")
         version, _, rest = path.strip("/").partition("/")

@@ -4,8 +4,9 @@ in a row, and a boot storm is many guests doing so at once.
 - leases, per address, for one second: an address passes to another instance only after
   its old instance is terminated and the new one has booted and got it by DHCP, which
   takes longer; an http_tokens change applies within that second;
-- trees, per instance id, for ten seconds: what the tree shows of one instance hardly
-  changes while it lives.
+- trees, per instance id and version (its `updated_at`, read with the lease), for ten
+  seconds: a change to the instance (a volume attached) is a new key, so it shows within
+  the lease's second.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def lease_cache(engine: sa.Engine) -> TtlCache[Lease | None]:
 
 
 def tree_cache(engine: sa.Engine, region: str) -> TtlCache[tree.Tree | None]:
-    def load(instance_id: str) -> tree.Tree | None:
+    def load(key: str) -> tree.Tree | None:
+        instance_id = key.partition("@")[0]  # Lease.tree_key: "<instance id>@<version>"
         with Session(engine) as session:
             instance_facts = facts.gather(session, instance_id, region)
         return tree.build(instance_facts) if instance_facts is not None else None

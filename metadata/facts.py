@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
-from app.models import Image, Instance, Network, NetworkInterface, SshKeyPair
+from app.models import Image, Instance, Network, NetworkInterface, SshKeyPair, Volume
 from app.models.instance import InstanceState
+from app.models.volume import VolumeState
 from app.services.instances import interfaces_with_networks
 from metadata.resolver import Lease
 from metadata.tree import InstanceFacts, Interface
@@ -18,13 +19,26 @@ def lease_for(session: Session, ip: str) -> Lease | None:
     """The live instance holding `ip`, with its gateway and token option: one query, asked
     at every request (an address can pass to a new instance at any moment)."""
     row = session.exec(
-        select(NetworkInterface.instance_id, Network.gateway, Instance.http_tokens)
+        select(
+            NetworkInterface.instance_id,
+            Network.gateway,
+            Instance.http_tokens,
+            Instance.updated_at,
+        )
         .join(Network, col(Network.id) == NetworkInterface.network_id)
         .join(Instance, col(Instance.id) == NetworkInterface.instance_id)
         .where(NetworkInterface.ip_address == ip)
         .where(col(Instance.state).not_in(DEAD))
     ).first()
-    return Lease(instance_id=row[0], ip=ip, gateway=row[1], http_tokens=row[2]) if row else None
+    if row is None:
+        return None
+    return Lease(
+        instance_id=row[0],
+        ip=ip,
+        gateway=row[1],
+        http_tokens=row[2],
+        version=row[3].isoformat(),
+    )
 
 
 def gather(session: Session, instance_id: str, region: str) -> InstanceFacts | None:
@@ -52,6 +66,15 @@ def gather(session: Session, instance_id: str, region: str) -> InstanceFacts | N
         if key is not None:
             keys = ((key.name, key.public_key),)
     domain = rows[0][1].domain if rows else ""
+    # EC2 names attached volumes ebs1, ebs2, ... with their device as the value.
+    attached = session.exec(
+        select(Volume.device)
+        .where(Volume.instance_id == instance_id)
+        .where(Volume.state == VolumeState.attached)
+        .where(col(Volume.boot).is_(False))
+        .order_by(col(Volume.device))
+    ).all()
+    block_devices = tuple((f"ebs{n}", str(device)) for n, device in enumerate(attached, 1))
     return InstanceFacts(
         instance_id=instance.id,
         account_id=instance.account_id,
@@ -65,4 +88,5 @@ def gather(session: Session, instance_id: str, region: str) -> InstanceFacts | N
         interfaces=interfaces,
         public_keys=keys,
         user_data=instance.user_data,
+        block_devices=block_devices,
     )

@@ -26,6 +26,13 @@ class Lease:
     ip: str
     gateway: str
     http_tokens: str = "optional"  # read with the lease: a change applies at once
+    # When the instance last changed (a volume attached, ...): the tree cache's key, so a
+    # change shows at once instead of when a cached tree expires.
+    version: str = ""
+
+    @property
+    def tree_key(self) -> str:
+        return f"{self.instance_id}@{self.version}"
 
 
 def sign(secret: bytes, instance_id: str) -> str:

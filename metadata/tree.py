@@ -81,7 +81,11 @@ def meta_data(facts: InstanceFacts) -> Tree:
         "wmi-id": facts.image_id,  # Wakame-vdc's name for the same thing
         "ami-launch-index": "0",
         "ami-manifest-path": "(unknown)",
-        "block-device-mapping": {"ami": "vda", "root": "/dev/vda", **dict(facts.block_devices)},
+        "block-device-mapping": {
+            "ami": "vda",
+            **dict(facts.block_devices),  # ebs1, ebs2, ... as EC2 lists them
+            "root": "/dev/vda",
+        },
         "hostname": fqdn,
         "instance-id": facts.instance_id,
         "instance-type": facts.instance_type,

@@ -16,7 +16,8 @@ from app.models.instance import (
     InstanceState,
     InstanceUpdate,
 )
-from app.services import instances
+from app.models.volume import VolumePublic
+from app.services import instances, volumes
 
 router = APIRouter(prefix="/instances", tags=["instances"])
 
@@ -103,3 +104,11 @@ def console(
 ) -> ConsoleOutput:
     """The serial console output (the last 64 KiB)."""
     return instances.console_output(settings, instances.get_instance(session, account, instance_id))
+
+
+@router.get("/{instance_id}/volumes", response_model=list[VolumePublic])
+def instance_volumes(
+    instance_id: str, session: SessionDep, account: CurrentAccount
+) -> list[VolumePublic]:
+    """The instance's disks in device order: its root disk (`boot`) and attached volumes."""
+    return [VolumePublic.of(v) for v in volumes.volumes_of_instance(session, account, instance_id)]

@@ -2,9 +2,27 @@
 
 from fastapi import APIRouter
 
-from app.api import accounts, host_nodes, images, instance_types, instances, keypairs, networks
+from app.api import (
+    accounts,
+    host_nodes,
+    images,
+    instance_types,
+    instances,
+    keypairs,
+    networks,
+    volumes,
+)
 from app.api.errors import ERROR_RESPONSES
 
 api_router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
-for module in (accounts, images, host_nodes, networks, instance_types, keypairs, instances):
+for module in (
+    accounts,
+    images,
+    host_nodes,
+    networks,
+    instance_types,
+    keypairs,
+    instances,
+    volumes,
+):
     api_router.include_router(module.router)

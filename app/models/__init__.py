@@ -8,6 +8,7 @@ from app.models.instance_type import InstanceType
 from app.models.job import Job
 from app.models.keypair import SshKeyPair
 from app.models.network import Network
+from app.models.volume import Volume
 
 __all__ = [
     "Account",
@@ -20,4 +21,5 @@ __all__ = [
     "Network",
     "NetworkInterface",
     "SshKeyPair",
+    "Volume",
 ]

@@ -14,6 +14,7 @@ from pydantic import Field as PydanticField
 from sqlmodel import Field, SQLModel
 
 from app.models.common import timestamp_column, utcnow
+from app.models.volume import MAX_LAUNCH_VOLUMES, LaunchVolume
 
 MAX_USER_DATA = 16 * 1024
 HOSTNAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
@@ -100,6 +101,11 @@ class InstanceCreate(BaseModel):
     )
     http_tokens: Literal["optional", "required"] = PydanticField(
         default="optional", description="IMDSv2: `required` refuses metadata GETs without a token"
+    )
+    volumes: list[LaunchVolume] = PydanticField(
+        default_factory=list,
+        max_length=MAX_LAUNCH_VOLUMES,
+        description="Blank volumes made and attached with the instance (vdb, vdc, ...)",
     )
 
     @model_validator(mode="after")

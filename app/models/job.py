@@ -24,6 +24,9 @@ class Job(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=32)
     kind: str = Field(max_length=32)
     instance_id: str | None = Field(default=None, index=True, max_length=32)
+    # Volume jobs name their volume; attach and detach also name the instance, so they run
+    # in order with its other jobs (an attach queued before a stop runs first).
+    volume_id: str | None = Field(default=None, index=True, max_length=32)
     state: str = Field(default=JobState.queued, index=True, max_length=16)
     attempts: int = 0
     lease_owner: str | None = Field(default=None, max_length=64)

@@ -7,8 +7,6 @@ from app.models import HostNode
 from hypervisor.driver import HostDriver
 from hypervisor.errors import AlreadyExists, HostUnreachable, HypervisorError, NotFoundOnHost
 
-INSTANCE_POOL = "vdc-instances"
-
 
 def driver_for(host: HostNode) -> HostDriver:
     return HostDriver(host.uri)

@@ -11,11 +11,13 @@ from pathlib import Path
 from sqlmodel import Session, col, or_, select
 
 from app.config import KNOWN_ARCHES, Settings
-from app.errors import BadRequest, Forbidden, InvalidImage, NotFound, PayloadTooLarge
+from app.errors import BadRequest, Conflict, Forbidden, InvalidImage, NotFound, PayloadTooLarge
 from app.ids import new_id
-from app.models import Account, Image
+from app.models import Account, Image, Instance, Volume
 from app.models.common import utcnow
 from app.models.image import ImageUpdate
+from app.models.instance import InstanceState
+from app.models.volume import VolumeState
 from app.services import disk_images
 from app.services.accounts import get_account
 from app.services.changes import apply_changes
@@ -232,9 +234,27 @@ def update_image(session: Session, account: Account, image_id: str, changes: Ima
 
 def delete_image(session: Session, settings: Settings, account: Account, image_id: str) -> None:
     image = _owned(session, account, image_id)
+    _refuse_if_in_use(session, image)
     path = settings.image_dir / image.file_name
     session.delete(image)
     session.commit()
     # The row goes first: a file without a row is a leak the doctor can find, a row without
     # a file would be an image that fails every launch.
     path.unlink(missing_ok=True)
+
+
+def _refuse_if_in_use(session: Session, image: Image) -> None:
+    """Root disks and volumes made from an image are overlays on its file."""
+    instance = session.exec(
+        select(Instance.id)
+        .where(Instance.image_id == image.id)
+        .where(col(Instance.state) != InstanceState.terminated)
+    ).first()
+    volume = session.exec(
+        select(Volume.id)
+        .where(Volume.image_id == image.id)
+        .where(col(Volume.state) != VolumeState.deleted)
+    ).first()
+    user = instance or volume
+    if user is not None:
+        raise Conflict(f"image {image.id} is in use by {user}: its disk is an overlay on the image")

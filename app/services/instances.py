@@ -24,7 +24,7 @@ from app.models.instance import (
     InstanceUpdate,
     InterfacePublic,
 )
-from app.services import images, jobs, keypairs, networks
+from app.services import images, jobs, keypairs, networks, volumes
 from app.services.addresses import allocate_interface
 from app.services.listing import PageRequest, fetch_page
 from app.services.placement import PLACEMENT_LOCK, choose_host
@@ -156,6 +156,7 @@ def launch(
         session.add(instance)
         session.flush()
         allocate_interface(session, instance.id, network)
+        volumes.add_launch_volumes(session, settings, instance, image, body.volumes)
         jobs.enqueue(session, "launch", instance.id)
         session.commit()
     return instance

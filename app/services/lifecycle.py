@@ -13,30 +13,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlmodel import Session, col
+from sqlmodel import col
 
-from app.config import Settings, split_bind
+from app.config import split_bind
 from app.models import HostNode, Image, Instance, Job, Network, NetworkInterface
 from app.models.common import utcnow
 from app.models.instance import InstanceState
-from app.services.hypervisors import INSTANCE_POOL, driver_for
+from app.services import storage, volume_jobs
+from app.services.hypervisors import driver_for
 from app.services.instances import console_log_path, interfaces_with_networks
+from app.services.jobs_context import JobContext
 from app.services.networks import libvirt_name, spec_for
+from app.services.storage import INSTANCE_POOL, root_volume_name
 from hypervisor.driver import HostDriver
-from hypervisor.specs import DhcpHost, DiskSpec, DomainSpec, InterfaceSpec, PoolSpec, RootVolumeSpec
+from hypervisor.specs import DhcpHost, DiskSpec, DomainSpec, InterfaceSpec, VolumeSpec
 
 log = logging.getLogger("vdc.lifecycle")
 S = InstanceState
 ARCH = {"x86_64": "x86_64", "x86": "i686", "i686": "i686", "aarch64": "aarch64"}
-
-
-@dataclass
-class JobContext:
-    settings: Settings
-    engine: sa.Engine
-
-    def session(self) -> Session:
-        return Session(self.engine, expire_on_commit=False)
 
 
 def transition(
@@ -78,10 +72,6 @@ def load(ctx: JobContext, instance_id: str) -> Loaded | None:
         return Loaded(instance, host, image, interfaces_with_networks(session, instance_id))
 
 
-def root_volume_name(instance_id: str) -> str:
-    return f"{instance_id}-root.qcow2"
-
-
 def ensure_running(ctx: JobContext, loaded: Loaded) -> None:
     """Everything an instance needs on its host, created where missing, then powered on."""
     settings, instance, driver = ctx.settings, loaded.instance, loaded.driver
@@ -92,17 +82,21 @@ def ensure_running(ctx: JobContext, loaded: Loaded) -> None:
         driver.add_dhcp_host(
             libvirt_name(network), DhcpHost(nic.mac_address, nic.ip_address, instance.hostname)
         )
-    driver.ensure_pool(PoolSpec(INSTANCE_POOL, str(settings.instance_dir)))
+    driver.ensure_pool(storage.pool_spec(settings, INSTANCE_POOL))
     image = loaded.image
-    disk_path = driver.ensure_root_volume(
+    disk_path = driver.ensure_volume(
         INSTANCE_POOL,
-        RootVolumeSpec(
+        VolumeSpec(
             name=root_volume_name(instance.id),
             capacity_bytes=max(image.virtual_size, instance.root_disk_size * 1024**3),
             backing_path=str(settings.image_dir / image.file_name),
             backing_format=image.format,
         ),
     )
+    data_disks = [
+        storage.disk_spec(volume, volume_jobs.ensure_on_host(ctx, volume))
+        for volume in volume_jobs.data_volumes_of(ctx, instance.id)
+    ]
     settings.console_dir.mkdir(parents=True, exist_ok=True)
     guest = driver.ensure_domain(
         DomainSpec(
@@ -113,7 +107,7 @@ def ensure_running(ctx: JobContext, loaded: Loaded) -> None:
             memory_mib=instance.memory_size,
             instance_id=instance.id,
             account_id=instance.account_id,
-            disks=(DiskSpec(path=disk_path, format="qcow2", target="vda"),),
+            disks=(DiskSpec(path=disk_path, format="qcow2", target="vda"), *data_disks),
             interfaces=tuple(
                 InterfaceSpec(mac=nic.mac_address, network=libvirt_name(network))
                 for nic, network in loaded.interfaces
@@ -121,6 +115,8 @@ def ensure_running(ctx: JobContext, loaded: Loaded) -> None:
             console_log=str(console_log_path(settings, instance.id)),
         )
     )
+    # A domain defined earlier gets the volumes attached since (e.g. while it was off).
+    driver.ensure_persistent_disks(instance.id, data_disks)
     guest.start()
 
 
@@ -128,6 +124,7 @@ def run_launch(ctx: JobContext, job: Job, loaded: Loaded) -> None:
     if not transition(ctx, loaded.instance.id, (S.pending, S.starting), S.starting):
         return  # terminated (or forced) before the launch ran: nothing to build
     ensure_running(ctx, loaded)
+    volume_jobs.finish_launch(ctx, loaded.instance.id)
     transition(
         ctx, loaded.instance.id, (S.starting,), S.running, launched_at=utcnow(), state_reason=""
     )
@@ -193,6 +190,7 @@ def run_terminate(ctx: JobContext, job: Job, loaded: Loaded) -> None:
             driver.release_dhcp_lease(
                 libvirt_name(network), DhcpHost(nic.mac_address, nic.ip_address)
             )
+    volume_jobs.release_on_terminate(ctx, loaded.host, instance.id)
     with ctx.session() as session:
         for nic, _ in loaded.interfaces:
             session.exec(sa.delete(NetworkInterface).where(col(NetworkInterface.id) == nic.id))
@@ -219,6 +217,9 @@ HANDLERS: dict[str, Callable[[JobContext, Job, Loaded], None]] = {
 
 
 def run(ctx: JobContext, job: Job) -> None:
+    if job.kind in volume_jobs.HANDLERS:
+        volume_jobs.run(ctx, job)
+        return
     if job.instance_id is None or job.kind not in HANDLERS:
         raise ValueError(f"job {job.id}: unknown kind {job.kind!r}")
     loaded = load(ctx, job.instance_id)
@@ -226,6 +227,16 @@ def run(ctx: JobContext, job: Job) -> None:
         log.warning("job %s: instance %s no longer exists", job.id, job.instance_id)
         return
     HANDLERS[job.kind](ctx, job, loaded)
+
+
+def fail(ctx: JobContext, job: Job, reason: str) -> None:
+    """A job that failed for good: its volume, or its instance, goes to `error`."""
+    if job.volume_id is not None:
+        volume_jobs.fail_volume(ctx, job.volume_id, reason)
+    elif job.instance_id is not None:
+        fail_instance(ctx, job.instance_id, reason)
+        if job.kind == "launch":
+            volume_jobs.fail_launch(ctx, job.instance_id, reason)
 
 
 def fail_instance(ctx: JobContext, instance_id: str, reason: str) -> None:

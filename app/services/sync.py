@@ -15,7 +15,8 @@ from app.models.instance import InstanceState
 from app.models.job import JobState
 from app.services.hosts import check_host
 from app.services.hypervisors import driver_for
-from app.services.lifecycle import JobContext, transition
+from app.services.jobs_context import JobContext
+from app.services.lifecycle import transition
 from hypervisor.errors import HypervisorError
 
 log = logging.getLogger("vdc.sync")

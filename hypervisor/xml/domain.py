@@ -29,6 +29,9 @@ from hypervisor.xml.base import (
 )
 
 _VDC_INSTANCE_TAG = f"{{{VDC_XML_NAMESPACE}}}instance"
+# A domain document parsed and written back (a disk added to the persistent definition)
+# keeps the `vdc:` prefix rather than ElementTree's `ns0:`.
+ET.register_namespace(VDC_XML_PREFIX, VDC_XML_NAMESPACE)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from hypervisor.connection import POOL
 from hypervisor.driver import HostDriver
-from hypervisor.specs import DhcpHost, NetworkSpec, PoolSpec, RootVolumeSpec
+from hypervisor.specs import DhcpHost, NetworkSpec, PoolSpec, VolumeSpec
 
 NETWORK = NetworkSpec(
     name="vdc-nw-race",
@@ -28,8 +28,8 @@ def test_racing_ensures_end_with_one_network_one_pool_and_every_volume(
         driver.ensure_network(NETWORK)
         driver.add_dhcp_host(NETWORK.name, DhcpHost(f"52:54:00:00:00:{n:02x}", f"10.77.0.{n + 2}"))
         driver.ensure_pool(PoolSpec("vdc-instances", str(tmp_path / "instances")))
-        spec = RootVolumeSpec(f"i-{n}-root.qcow2", 1024**3, "/images/base.qcow2", "qcow2")
-        return driver.ensure_root_volume("vdc-instances", spec)
+        spec = VolumeSpec(f"i-{n}-root.qcow2", 1024**3, "/images/base.qcow2", "qcow2")
+        return driver.ensure_volume("vdc-instances", spec)
 
     with ThreadPoolExecutor(8) as pool:
         paths = list(pool.map(launch_steps, range(16)))
@@ -47,8 +47,8 @@ def test_every_step_twice_changes_nothing_the_second_time(test_host_uri, tmp_pat
         driver.ensure_network(NETWORK)
         driver.add_dhcp_host(NETWORK.name, host)
         driver.ensure_pool(PoolSpec("vdc-instances", str(tmp_path)))
-        first = driver.ensure_root_volume(
-            "vdc-instances", RootVolumeSpec("v.qcow2", 1024**3, "/b.qcow2", "raw")
+        first = driver.ensure_volume(
+            "vdc-instances", VolumeSpec("v.qcow2", 1024**3, "/b.qcow2", "raw")
         )
     assert driver.dhcp_hosts(NETWORK.name) == [host]
     assert first.endswith("/v.qcow2")

@@ -18,7 +18,7 @@ def test_migrated_schema_matches_the_models(database_url: str) -> None:
         differences = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
     engine.dispose()
     assert differences == []
-    assert head_revision(database_url) == "0003"
+    assert head_revision(database_url) == "0004"
 
 
 def test_seeds(database_url: str) -> None:
@@ -35,3 +35,40 @@ def test_seeds(database_url: str) -> None:
     engine.dispose()
     assert tuple(shared) == ("shpool", True)
     assert types == ["nano", "small", "medium", "large", "xlarge"]
+
+
+def test_0004_gives_existing_instances_their_root_disk_as_a_volume(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from app.migrations import upgrade
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    upgrade(url, "0003")
+    engine = sa.create_engine(url)
+    now = "2026-11-01 10:00:00+00:00"
+    with engine.begin() as connection:
+        run = connection.execute
+        run(
+            sa.text(
+                "INSERT INTO images (id, account_id, display_name, description, arch, format,"
+                " source, file_name, file_size, virtual_size, sha256, is_public, state,"
+                " created_at, updated_at) VALUES ('wmi-old', 'a-shpoolxx', '', '', 'x86_64',"
+                " 'qcow2', 'local', 'wmi-old.qcow2', 1, 2147483648, '', 1, 'available', :t, :t)"
+            ),
+            {"t": now},
+        )
+        for instance_id, state in (("i-live", "running"), ("i-gone", "terminated")):
+            run(
+                sa.text(
+                    "INSERT INTO instances (id, account_id, display_name, hostname, image_id,"
+                    " cpu_cores, memory_size, root_disk_size, state, state_reason, http_tokens,"
+                    " created_at, updated_at) VALUES (:i, 'a-shpoolxx', '', 'h', 'wmi-old', 1,"
+                    " 128, 5, :s, '', 'optional', :t, :t)"
+                ),
+                {"i": instance_id, "s": state, "t": now},
+            )
+    upgrade(url)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text("SELECT instance_id, device, boot, state, size FROM volumes")
+        ).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [("i-live", "vda", 1, "attached", 5 * 1024**3)]

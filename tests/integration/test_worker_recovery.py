@@ -54,18 +54,19 @@ def test_a_job_whose_worker_died_is_finished_by_another(
             {"id": instance["id"]},
         )
     driver = HostDriver(cloud.host_uri)
-    from app.services.lifecycle import JobContext, load, root_volume_name
+    from app.services.lifecycle import JobContext, load
     from app.services.networks import spec_for
+    from app.services.storage import root_volume_name
 
     loaded = load(JobContext(settings, engine), instance["id"])
     assert loaded is not None
     driver.ensure_network(spec_for(loaded.interfaces[0][1]))
-    from hypervisor.specs import PoolSpec, RootVolumeSpec
+    from hypervisor.specs import PoolSpec, VolumeSpec
 
     driver.ensure_pool(PoolSpec("vdc-instances", str(settings.instance_dir)))
-    driver.ensure_root_volume(
+    driver.ensure_volume(
         "vdc-instances",
-        RootVolumeSpec(root_volume_name(instance["id"]), 64 * 1024**2, "/x.qcow2", "qcow2"),
+        VolumeSpec(root_volume_name(instance["id"]), 64 * 1024**2, "/x.qcow2", "qcow2"),
     )
 
     # A new worker (as after a restart) takes over once the dead one's lease runs out.
@@ -92,7 +93,7 @@ def test_a_failing_libvirt_step_ends_in_error_with_the_reason(
     def refuse(*_args: object, **_kwargs: object) -> str:
         raise HypervisorError("cannot create volume: No space left on device")
 
-    monkeypatch.setattr(HostDriver, "ensure_root_volume", refuse)
+    monkeypatch.setattr(HostDriver, "ensure_volume", refuse)
     instance = cloud.launch()
     failed = cloud.wait_for(instance["id"], "error")
     assert failed["state_reason"] == "launch failed: cannot create volume: No space left on device"

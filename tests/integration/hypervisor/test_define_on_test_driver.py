@@ -116,7 +116,7 @@ def test_pool_builds_starts_and_holds_root_volumes(
     assert StoragePool.from_xml(pool.XMLDesc(0)).target_path == spec.path
 
     for volume_spec in (QCOW2_BACKED_VOLUME, RAW_BACKED_VOLUME):
-        volume = pool.createXML(designer.root_volume(volume_spec).to_xml(), 0)
+        volume = pool.createXML(designer.volume(volume_spec).to_xml(), 0)
         returned = StorageVolume.from_xml(volume.XMLDesc(0))
         assert returned == StorageVolume(
             name=volume_spec.name,

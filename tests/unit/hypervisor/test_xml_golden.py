@@ -28,7 +28,7 @@ from hypervisor.specs import (
     InterfaceSpec,
     NetworkSpec,
     PoolSpec,
-    RootVolumeSpec,
+    VolumeSpec,
 )
 from hypervisor.xml import (
     Domain,
@@ -117,13 +117,13 @@ ISOLATED_NETWORK = NetworkSpec(
     forward="none",
 )
 DIR_POOL = PoolSpec(name="vdc-instances", path="/var/lib/vdc/instances")
-QCOW2_BACKED_VOLUME = RootVolumeSpec(
+QCOW2_BACKED_VOLUME = VolumeSpec(
     name="i-4kx9a0qz-root.qcow2",
     capacity_bytes=10 * 1024**3,
     backing_path="/var/lib/vdc/images/wmi-ubuntu24.qcow2",
     backing_format="qcow2",
 )
-RAW_BACKED_VOLUME = RootVolumeSpec(
+RAW_BACKED_VOLUME = VolumeSpec(
     name="i-qemu0001-root.qcow2",
     capacity_bytes=2 * 1024**3,
     backing_path="/var/lib/vdc/images/wmi-cirros.raw",
@@ -138,8 +138,8 @@ GOLDEN_CASES: dict[str, Domain | Network | StoragePool | StorageVolume] = {
     "network_nat": designer.network(NAT_NETWORK, NAT_NETWORK_HOSTS),
     "network_isolated": designer.network(ISOLATED_NETWORK),
     "pool_dir": designer.pool(DIR_POOL),
-    "volume_root_qcow2_backing": designer.root_volume(QCOW2_BACKED_VOLUME),
-    "volume_root_raw_backing": designer.root_volume(RAW_BACKED_VOLUME),
+    "volume_root_qcow2_backing": designer.volume(QCOW2_BACKED_VOLUME),
+    "volume_root_raw_backing": designer.volume(RAW_BACKED_VOLUME),
 }
 
 
@@ -229,8 +229,8 @@ def test_nasty_values_survive_network_and_storage_round_trips() -> None:
         replace(NAT_NETWORK, name=NASTY, domain=NASTY),
         [DhcpHost(mac="52:54:00:00:00:09", ip="10.0.0.109", name=NASTY)],
     )
-    volume = designer.root_volume(
-        RootVolumeSpec(name=NASTY, capacity_bytes=1, backing_path=f"/{NASTY}", backing_format="raw")
+    volume = designer.volume(
+        VolumeSpec(name=NASTY, capacity_bytes=1, backing_path=f"/{NASTY}", backing_format="raw")
     )
     pool = designer.pool(PoolSpec(name=NASTY, path=f"/{NASTY}"))
     host_snippet = designer.dhcp_host(DhcpHost(mac="52:54:00:00:00:09", ip="10.0.0.9", name=NASTY))

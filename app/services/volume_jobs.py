@@ -1,0 +1,224 @@
+"""What the job worker does for volumes: create, delete, attach and detach on the host.
+
+Like the instance jobs (app/services/lifecycle.py), every step is idempotent and every
+state change compare-and-set, so a job cut short by a crash simply runs again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlmodel import col, select
+
+from app.models import HostNode, Image, Instance, Job, Volume
+from app.models.common import utcnow
+from app.models.instance import InstanceState
+from app.models.volume import VolumeState
+from app.services import storage
+from app.services.hypervisors import driver_for
+from app.services.jobs_context import JobContext
+
+log = logging.getLogger("vdc.volumes")
+V = VolumeState
+IS = InstanceState
+
+
+def transition(
+    ctx: JobContext, volume_id: str, expected: tuple[str, ...], new: str, **fields: object
+) -> bool:
+    """Sets the state only if it is still one of `expected`; True when it did."""
+    values = {"state": new, "updated_at": utcnow(), "state_reason": "", **fields}
+    with ctx.engine.begin() as connection:
+        result = connection.execute(
+            sa.update(Volume)
+            .where(col(Volume.id) == volume_id)
+            .where(col(Volume.state).in_(expected))
+            .values(**values)
+        )
+    return result.rowcount == 1
+
+
+def touch_instance(ctx: JobContext, instance_id: str) -> None:
+    """Marks the instance changed: the metadata service rebuilds its block-device-mapping."""
+    with ctx.engine.begin() as connection:
+        connection.execute(
+            sa.update(Instance).where(col(Instance.id) == instance_id).values(updated_at=utcnow())
+        )
+
+
+def _host_and_image(ctx: JobContext, volume: Volume) -> tuple[HostNode, Image | None]:
+    with ctx.session() as session:
+        host = session.get(HostNode, volume.host_node_id) if volume.host_node_id else None
+        image = session.get(Image, volume.image_id) if volume.image_id else None
+    if host is None:
+        raise RuntimeError(f"volume {volume.id} has no host")
+    return host, image
+
+
+def ensure_on_host(ctx: JobContext, volume: Volume) -> str:
+    host, image = _host_and_image(ctx, volume)
+    return storage.ensure_on_host(ctx.settings, driver_for(host), volume, image)
+
+
+def run_create(ctx: JobContext, job: Job, volume: Volume) -> None:
+    if volume.state != V.creating:
+        return
+    ensure_on_host(ctx, volume)
+    transition(ctx, volume.id, (V.creating,), V.available)
+
+
+def run_delete(ctx: JobContext, job: Job, volume: Volume) -> None:
+    if volume.state != V.deleting:
+        return
+    host, _ = _host_and_image(ctx, volume)
+    storage.delete_from_host(driver_for(host), volume)
+    transition(ctx, volume.id, (V.deleting,), V.deleted, deleted_at=utcnow())
+
+
+def run_attach(ctx: JobContext, job: Job, volume: Volume) -> None:
+    """Live and persistent on a running guest, persistent only on a stopped one."""
+    if volume.state != V.attaching or volume.instance_id is None:
+        return
+    with ctx.session() as session:
+        instance = session.get(Instance, volume.instance_id)
+    assert instance is not None
+    if instance.state in (IS.shuttingdown, IS.terminated, IS.error):
+        transition(
+            ctx,
+            volume.id,
+            (V.attaching,),
+            V.available,
+            instance_id=None,
+            device=None,
+            state_reason=f"not attached: instance {instance.id} became {instance.state} first",
+        )
+        return
+    path = ensure_on_host(ctx, volume)
+    host, _ = _host_and_image(ctx, volume)
+    driver = driver_for(host)
+    if driver.find_guest(instance.id) is not None:
+        driver.attach_disk(instance.id, storage.disk_spec(volume, path))
+    # else the domain is not defined yet: the next start defines it with the volume
+    transition(ctx, volume.id, (V.attaching,), V.attached, attached_at=utcnow())
+    touch_instance(ctx, instance.id)
+
+
+def run_detach(ctx: JobContext, job: Job, volume: Volume) -> None:
+    """Waits for a running guest to release the disk; `error` if it does not in time."""
+    if volume.state != V.detaching or volume.instance_id is None:
+        return
+    host, _ = _host_and_image(ctx, volume)
+    timeout = ctx.settings.detach_timeout
+    if not driver_for(host).detach_disk(volume.instance_id, volume.id, timeout):
+        transition(
+            ctx,
+            volume.id,
+            (V.detaching,),
+            V.error,
+            state_reason=(
+                f"the guest did not release {volume.device} within {timeout:g}s, so it is "
+                f"still attached to {volume.instance_id}; detach again, or stop the "
+                "instance and detach"
+            ),
+        )
+        return
+    transition(
+        ctx, volume.id, (V.detaching,), V.available, instance_id=None, device=None, attached_at=None
+    )
+    touch_instance(ctx, volume.instance_id)
+
+
+HANDLERS: dict[str, Callable[[JobContext, Job, Volume], None]] = {
+    "volume_create": run_create,
+    "volume_delete": run_delete,
+    "attach": run_attach,
+    "detach": run_detach,
+}
+
+
+def run(ctx: JobContext, job: Job) -> None:
+    with ctx.session() as session:
+        volume = session.get(Volume, job.volume_id)
+    if volume is None:
+        log.warning("job %s: volume %s no longer exists", job.id, job.volume_id)
+        return
+    HANDLERS[job.kind](ctx, job, volume)
+
+
+def fail_volume(ctx: JobContext, volume_id: str, reason: str) -> None:
+    """A failed volume job leaves its volume in `error` with the reason, never half-way."""
+    transition(
+        ctx,
+        volume_id,
+        tuple(s for s in V if s not in (V.deleted,)),
+        V.error,
+        state_reason=reason[:2048],
+    )
+
+
+# --- for the instance jobs ----------------------------------------------------------------
+
+
+def data_volumes_of(ctx: JobContext, instance_id: str) -> list[Volume]:
+    """The volumes (root excluded) an instance's domain should have."""
+    with ctx.session() as session:
+        return list(
+            session.exec(
+                select(Volume)
+                .where(Volume.instance_id == instance_id)
+                .where(col(Volume.boot).is_(False))
+                .where(col(Volume.state).not_in((V.deleting, V.deleted)))
+                .order_by(col(Volume.device))
+            )
+        )
+
+
+def finish_launch(ctx: JobContext, instance_id: str) -> None:
+    """The launch built the root disk and the launch volumes into the domain."""
+    with ctx.engine.begin() as connection:
+        connection.execute(
+            sa.update(Volume)
+            .where(col(Volume.instance_id) == instance_id)
+            .where(col(Volume.state) == V.attaching)
+            .values(state=V.attached, attached_at=utcnow(), updated_at=utcnow())
+        )
+
+
+def fail_launch(ctx: JobContext, instance_id: str, reason: str) -> None:
+    with ctx.engine.begin() as connection:
+        connection.execute(
+            sa.update(Volume)
+            .where(col(Volume.instance_id) == instance_id)
+            .where(col(Volume.state) == V.attaching)
+            .values(state=V.error, state_reason=reason[:2048], updated_at=utcnow())
+        )
+
+
+def release_on_terminate(ctx: JobContext, host: HostNode | None, instance_id: str) -> None:
+    """After the domain is gone: the root disk is deleted; each other volume is deleted if
+    it asked for that (delete_on_termination), else kept `available` for reuse."""
+    with ctx.session() as session:
+        volumes = list(session.exec(select(Volume).where(Volume.instance_id == instance_id)))
+    driver = driver_for(host) if host is not None else None
+    for volume in volumes:
+        if volume.state == V.deleted:
+            continue
+        if volume.boot or volume.delete_on_termination:
+            if driver is not None:
+                storage.delete_from_host(driver, volume)
+            kept = {} if volume.boot else {"instance_id": None, "device": None}
+            transition(
+                ctx, volume.id, tuple(V), V.deleted, deleted_at=utcnow(), attached_at=None, **kept
+            )
+        else:
+            transition(
+                ctx,
+                volume.id,
+                tuple(s for s in V if s != V.deleted),
+                V.available,
+                instance_id=None,
+                device=None,
+                attached_at=None,
+            )

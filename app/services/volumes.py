@@ -1,0 +1,329 @@
+"""Volume use cases for the API and the CLI: create, read, rename, attach, detach, delete.
+
+As with instances, the API never waits for libvirt: it checks the request, records the
+wanted state and a job in one transaction, and answers 202. The job worker does the host
+side (app/services/volume_jobs.py). State changes are compare-and-set UPDATEs, so two
+requests racing for one volume (or one device) cannot both win.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from app.config import Settings
+from app.errors import BadRequest, Conflict, NotFound
+from app.ids import new_id
+from app.models import Account, HostNode, Image, Instance, Volume
+from app.models.common import utcnow
+from app.models.host_node import HostStatus
+from app.models.instance import InstanceState
+from app.models.volume import (
+    DATA_DEVICES,
+    GIB,
+    LaunchVolume,
+    VolumeAttach,
+    VolumeCreate,
+    VolumeState,
+    VolumeUpdate,
+)
+from app.services import hosts, images, instances, jobs
+from app.services.listing import PageRequest, fetch_page
+
+SORTABLE = ("created_at", "updated_at", "display_name", "state", "size", "id")
+V = VolumeState
+IS = InstanceState
+# A volume is attached or detached only while its instance stands still.
+ATTACHABLE_INSTANCE = (IS.running, IS.stopped)
+DETACHABLE_INSTANCE = (IS.running, IS.stopped, IS.error)
+_DEVICE_ATTEMPTS = 8
+
+
+def readable(account: Account):  # type: ignore[no-untyped-def]
+    statement = select(Volume)
+    if not account.is_admin:
+        statement = statement.where(Volume.account_id == account.id)
+    return statement
+
+
+def get_volume(session: Session, account: Account, volume_id: str) -> Volume:
+    volume = session.exec(readable(account).where(Volume.id == volume_id)).first()
+    if volume is None:
+        raise NotFound.resource("volume", volume_id)
+    return volume
+
+
+def list_volumes(
+    session: Session, account: Account, page: PageRequest, **filters: object
+) -> tuple[list[Volume], int]:
+    return fetch_page(session, Volume, readable(account), page, SORTABLE, filters)
+
+
+def volumes_of_instance(session: Session, account: Account, instance_id: str) -> list[Volume]:
+    """The disks an instance has (root first), not those it once had."""
+    instance = instances.get_instance(session, account, instance_id)
+    return list(
+        session.exec(
+            select(Volume)
+            .where(Volume.instance_id == instance.id)
+            .where(col(Volume.state) != V.deleted)
+            .order_by(col(Volume.device))
+        )
+    )
+
+
+# --- create, rename, delete ----------------------------------------------------------------
+
+
+def create_volume(
+    session: Session, settings: Settings, account: Account, body: VolumeCreate
+) -> Volume:
+    image = images.get_image(session, account, body.image_id) if body.image_id else None
+    size = _checked_size(settings, body.size_bytes(), image)
+    if body.instance_id is not None:
+        instance = instances.get_instance(session, account, body.instance_id)
+        if instance.host_node_id is None or instance.state in (IS.shuttingdown, IS.terminated):
+            raise Conflict(f"instance {instance.id} is {instance.state}: it has no host")
+        host_id = instance.host_node_id
+    elif body.host_node_id is not None:
+        host_id = _usable_host(session, body.host_node_id).id
+    else:
+        host_id = _emptiest_host(session).id
+    volume = Volume(
+        id=new_id("volume"),
+        account_id=account.id,
+        display_name=body.display_name,
+        size=size,
+        image_id=image.id if image else None,
+        host_node_id=host_id,
+    )
+    session.add(volume)
+    jobs.enqueue(session, "volume_create", None, volume_id=volume.id)
+    session.commit()
+    return volume
+
+
+def update_volume(session: Session, account: Account, volume_id: str, body: VolumeUpdate) -> Volume:
+    volume = get_volume(session, account, volume_id)
+    if body.display_name is not None:
+        volume.display_name = body.display_name
+    if body.delete_on_termination is not None:
+        volume.delete_on_termination = body.delete_on_termination
+    volume.updated_at = utcnow()
+    session.add(volume)
+    session.commit()
+    return volume
+
+
+def delete_volume(session: Session, account: Account, volume_id: str) -> Volume:
+    """Idempotent for a volume already being deleted or deleted."""
+    volume = get_volume(session, account, volume_id)
+    if volume.state in (V.deleting, V.deleted):
+        return volume
+    if volume.instance_id is not None and volume.state != V.available:
+        what = "the root disk" if volume.boot else f"attached as {volume.device}"
+        raise Conflict(
+            f"volume {volume.id} is {what} of instance {volume.instance_id}: "
+            + ("terminate the instance" if volume.boot else "detach it first")
+        )
+    _compare_and_set(session, volume, (V.available, V.error), V.deleting)
+    jobs.enqueue(session, "volume_delete", None, volume_id=volume.id)
+    session.commit()
+    session.refresh(volume)
+    return volume
+
+
+# --- attach and detach ---------------------------------------------------------------------
+
+
+def attach_volume(session: Session, account: Account, volume_id: str, body: VolumeAttach) -> Volume:
+    volume = get_volume(session, account, volume_id)
+    if volume.state != V.available:
+        where = f" to instance {volume.instance_id}" if volume.instance_id else ""
+        raise Conflict(
+            f"volume {volume.id} is {volume.state}{where}; only an available one attaches"
+        )
+    instance = instances.get_instance(session, account, body.instance_id)
+    if instance.account_id != volume.account_id:  # only an admin's key can see both
+        raise Conflict(
+            f"volume {volume.id} belongs to {volume.account_id} and instance {instance.id} "
+            f"to {instance.account_id}: a volume attaches within its account"
+        )
+    if instance.state not in ATTACHABLE_INSTANCE:
+        raise Conflict(
+            f"instance {instance.id} is {instance.state}; volumes attach to a running or "
+            "stopped instance"
+        )
+    if instance.host_node_id != volume.host_node_id:
+        raise Conflict(
+            f"volume {volume.id} is on host {volume.host_node_id} and instance {instance.id} on "
+            f"{instance.host_node_id}: create the volume with instance_id={instance.id}"
+        )
+    for _ in range(_DEVICE_ATTEMPTS):
+        device = _free_device(session, instance.id, body.device)
+        savepoint = session.begin_nested()
+        try:
+            won = _compare_and_set(
+                session,
+                volume,
+                (V.available,),
+                V.attaching,
+                instance_id=instance.id,
+                device=device,
+            )
+        except IntegrityError:  # another request took the device meanwhile: pick again
+            savepoint.rollback()
+            if body.device is not None:
+                raise Conflict(f"device {body.device} of instance {instance.id} is taken") from None
+            continue
+        savepoint.commit()
+        if not won:
+            session.rollback()
+            raise Conflict(f"volume {volume.id} was attached by another request meanwhile")
+        jobs.enqueue(session, "attach", instance.id, volume_id=volume.id)
+        session.commit()
+        session.refresh(volume)
+        return volume
+    raise Conflict(f"could not pick a device on instance {instance.id}: too many attaches, retry")
+
+
+def detach_volume(session: Session, account: Account, volume_id: str) -> Volume:
+    volume = get_volume(session, account, volume_id)
+    if volume.boot:
+        raise Conflict(
+            f"volume {volume.id} is the root disk of instance {volume.instance_id}; it cannot "
+            "be detached (terminate the instance instead)"
+        )
+    # `error` with an instance: an earlier detach timed out; asking again tries again.
+    if volume.instance_id is None or volume.state not in (V.attached, V.error):
+        raise Conflict(f"volume {volume.id} is {volume.state}, not attached")
+    instance = session.get(Instance, volume.instance_id)
+    assert instance is not None
+    if instance.state not in DETACHABLE_INSTANCE:
+        raise Conflict(
+            f"instance {instance.id} is {instance.state}; detach when it is running or stopped"
+        )
+    if not _compare_and_set(session, volume, (V.attached, V.error), V.detaching):
+        raise Conflict(f"volume {volume.id} changed meanwhile; look at it again")
+    jobs.enqueue(session, "detach", instance.id, volume_id=volume.id)
+    session.commit()
+    session.refresh(volume)
+    return volume
+
+
+# --- with a launch -------------------------------------------------------------------------
+
+
+def add_launch_volumes(
+    session: Session,
+    settings: Settings,
+    instance: Instance,
+    image: Image,
+    extra: list[LaunchVolume],
+) -> list[Volume]:
+    """The root disk as a boot volume (vda), plus the blank volumes asked for (vdb, ...),
+    all `attaching` until the launch job has built them into the domain."""
+    root = Volume(
+        id=new_id("volume"),
+        account_id=instance.account_id,
+        size=max(image.virtual_size, instance.root_disk_size * GIB),
+        image_id=image.id,
+        host_node_id=instance.host_node_id,
+        state=V.attaching,
+        instance_id=instance.id,
+        device="vda",
+        boot=True,
+        delete_on_termination=True,
+    )
+    made = [root]
+    for wanted, device in zip(extra, DATA_DEVICES, strict=False):
+        made.append(
+            Volume(
+                id=new_id("volume"),
+                account_id=instance.account_id,
+                display_name=wanted.display_name,
+                size=_checked_size(settings, wanted.size_bytes(), None),
+                host_node_id=instance.host_node_id,
+                state=V.attaching,
+                instance_id=instance.id,
+                device=device,
+                delete_on_termination=wanted.delete_on_termination,
+            )
+        )
+    session.add_all(made)
+    return made
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _checked_size(settings: Settings, size: int | None, image: Image | None) -> int:
+    if size is None:
+        assert image is not None, "validated: a size or an image"
+        size = image.virtual_size
+    if image is not None and size < image.virtual_size:
+        raise BadRequest(
+            f"size {size} bytes is smaller than image {image.id} ({image.virtual_size} bytes)"
+        )
+    if size > settings.max_volume_size * GIB:
+        raise BadRequest(
+            f"volumes are limited to {settings.max_volume_size} GiB (VDC_MAX_VOLUME_SIZE)"
+        )
+    return size
+
+
+def _free_device(session: Session, instance_id: str, wanted: str | None) -> str:
+    used = set(session.exec(select(Volume.device).where(Volume.instance_id == instance_id)))
+    if wanted is not None:
+        if wanted in used:
+            raise Conflict(f"device {wanted} of instance {instance_id} is taken")
+        return wanted
+    for device in DATA_DEVICES:
+        if device not in used:
+            return device
+    raise Conflict(f"instance {instance_id} has no free device left (vdb..vdz are in use)")
+
+
+def _compare_and_set(
+    session: Session,
+    volume: Volume,
+    expected: tuple[VolumeState, ...],
+    new: VolumeState,
+    **fields: object,
+) -> bool:
+    result = session.exec(
+        sa.update(Volume)
+        .where(col(Volume.id) == volume.id)
+        .where(col(Volume.state).in_(expected))
+        .values(state=new, state_reason="", updated_at=utcnow(), **fields)
+    )
+    return bool(result.rowcount == 1)
+
+
+def _usable_host(session: Session, host_id: str) -> HostNode:
+    host = hosts.get_host(session, host_id)
+    if not host.enabled or host.status != HostStatus.online:
+        raise Conflict(f"host {host.id} is not enabled and online")
+    return host
+
+
+def _emptiest_host(session: Session) -> HostNode:
+    """The enabled, online host holding the fewest volume bytes."""
+    candidates = list(
+        session.exec(
+            select(HostNode)
+            .where(col(HostNode.enabled))
+            .where(HostNode.status == HostStatus.online)
+        )
+    )
+    if not candidates:
+        raise Conflict("no host is available: none is registered, enabled and online")
+    held = dict(
+        session.exec(
+            select(Volume.host_node_id, sa.func.sum(Volume.size))
+            .where(col(Volume.state) != V.deleted)
+            .group_by(Volume.host_node_id)
+        ).all()
+    )
+    return min(candidates, key=lambda host: (held.get(host.id) or 0, host.id))
