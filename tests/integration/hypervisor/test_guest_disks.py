@@ -26,7 +26,7 @@ def driver(tmp_path: Path) -> Iterator[HostDriver]:
 
 
 def persistent(driver: HostDriver) -> Domain:
-    domain = driver._conn().lookupByName(TEST_DOMAIN.name)  # noqa: SLF001 - a test's look inside
+    domain = driver._conn().lookupByName(TEST_DOMAIN.name)
     return Domain.from_xml(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
 
 
