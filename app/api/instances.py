@@ -75,7 +75,8 @@ def update(
     "/{instance_id}", response_model=InstancePublic, status_code=status.HTTP_202_ACCEPTED
 )
 def terminate(instance_id: str, session: SessionDep, account: CurrentAccount) -> InstancePublic:
-    """Terminates: the domain, its disk, its DHCP entry and lease are removed."""
+    """Terminates: the domain, its root disk, its DHCP entry and lease are removed; its
+    volumes are detached and kept, or deleted when marked `delete_on_termination`."""
     return _one(session, instances.terminate(session, account, instance_id))
 
 

@@ -153,6 +153,13 @@ class E2E:
         response.raise_for_status()
         return response.json()
 
+    def post(self, path: str, **body: Any) -> dict[str, Any]:
+        """POST expecting 202 (vdc's answer to every asynchronous request)."""
+        assert self.api is not None
+        response = self.api.post(path, json=body)
+        assert response.status_code == 202, response.text
+        return dict(response.json())
+
     def launch(self, **body: Any) -> dict[str, Any]:
         assert self.api is not None
         body.setdefault("image_id", self.image_id)

@@ -51,3 +51,15 @@ def test_ids_are_wakame_style() -> None:
     ids = {new_id("image") for _ in range(1000)}
     assert len(ids) == 1000
     assert all(re.fullmatch(r"wmi-[a-z0-9]{8}", i) for i in ids)
+
+
+def test_the_readme_configuration_table_lists_every_setting_with_its_default() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `(VDC_[A-Z_]+)` \| ([^|]+) \|", readme, re.M))
+    assert set(rows) == {f"VDC_{name.upper()}" for name in Settings.model_fields}
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, int | float) and not isinstance(default, bool):
+            shown = rows[f"VDC_{name.upper()}"]
+            number = str(int(default)) if default == int(default) else str(default)
+            assert re.search(rf"`{number}(\.0)?`", shown), (name, default, shown)
