@@ -13,6 +13,8 @@ from hypervisor.specs import (
     DhcpHost,
     DiskSpec,
     DomainSpec,
+    FilterRuleSpec,
+    FilterSpec,
     InterfaceSpec,
     NetworkSpec,
     PoolSpec,
@@ -26,9 +28,11 @@ from hypervisor.xml import (
     DomainOs,
     DomainRng,
     DomainSerial,
+    FilterRule,
     Network,
     NetworkDhcpHost,
     NetworkIp,
+    NwFilter,
     StoragePool,
     StorageVolume,
     VdcInstanceMetadata,
@@ -114,7 +118,80 @@ def _disk(spec: DiskSpec) -> DomainDisk:
 
 
 def _interface(spec: InterfaceSpec) -> DomainInterface:
-    return DomainInterface(mac=spec.mac, source_network=spec.network, model=spec.model)
+    return DomainInterface(
+        mac=spec.mac,
+        source_network=spec.network,
+        model=spec.model,
+        filter=spec.filter,
+        # clean-traffic's IP, given rather than learnt: the guest may use this address only.
+        filter_parameters=(("IP", spec.ip),) if spec.filter and spec.ip else (),
+    )
+
+
+# --- network filters -------------------------------------------------------------------------
+# libvirt runs a filter's rules by priority, lowest first; clean-traffic's own (MAC, IP and
+# ARP anti-spoofing, at layer 2, in ebtables) apply before any of these (layer 3, in
+# iptables). A layer-3 rule is about a conversation, not a packet: an `accept` also lets
+# the replies through (connection tracking), a `drop` drops both directions of it.
+_NO_DHCP_SERVER_PRIORITY = 100
+_GROUP_RULE_PRIORITY = 500
+_OUTBOUND_PRIORITY = 900
+_DROP_PRIORITY = 1000
+_FILTER_UUID_NAMESPACE = uuid_module.UUID("0c3c6f0e-4a8e-4f7b-9d2a-2f9e5b1d7a44")
+
+
+def nwfilter(spec: FilterSpec) -> NwFilter:
+    """One interface's filter: clean-traffic, no DHCP server in the guest (only the
+    network's own dnsmasq hands out addresses), every outbound conversation, inbound only
+    what the security group rules accept."""
+    rules = (
+        FilterRule("drop", "out", "udp", _NO_DHCP_SERVER_PRIORITY, srcportstart=67, srcportend=67),
+        *(_group_rule(rule) for rule in spec.rules),
+        # Outbound is open (the metadata service, DNS, updates); replies come back in.
+        FilterRule("accept", "out", "all", _OUTBOUND_PRIORITY),
+        FilterRule("drop", "in", "all", _DROP_PRIORITY),
+    )
+    return NwFilter(
+        name=spec.name,
+        # Fixed per name: redefining a filter (rules changed) must keep its UUID.
+        uuid=str(uuid_module.uuid5(_FILTER_UUID_NAMESPACE, spec.name)),
+        chain="root",
+        filterrefs=("clean-traffic",),
+        rules=rules,
+    )
+
+
+def _group_rule(rule: FilterRuleSpec) -> FilterRule:
+    network, _, prefix = rule.cidr.partition("/")
+    anywhere = rule.cidr == "0.0.0.0/0"
+    address, mask = (None, None) if anywhere else (network, int(prefix))
+    if rule.protocol in ("tcp", "udp"):
+        return FilterRule(
+            "accept",
+            "in",
+            rule.protocol,
+            _GROUP_RULE_PRIORITY,
+            srcipaddr=address,
+            srcipmask=mask,
+            dstportstart=rule.from_port,
+            dstportend=rule.to_port,
+        )
+    if rule.protocol == "icmp":
+        return FilterRule(
+            "accept",
+            "in",
+            "icmp",
+            _GROUP_RULE_PRIORITY,
+            srcipaddr=address,
+            srcipmask=mask,
+            type=None if rule.from_port == -1 else rule.from_port,
+            code=None if rule.to_port == -1 else rule.to_port,
+        )
+    if rule.protocol == "any":
+        return FilterRule(
+            "accept", "in", "all", _GROUP_RULE_PRIORITY, srcipaddr=address, srcipmask=mask
+        )
+    raise ValueError(f"protocol must be tcp, udp, icmp or any, not {rule.protocol!r}")
 
 
 def network(spec: NetworkSpec, hosts: Iterable[DhcpHost] = ()) -> Network:

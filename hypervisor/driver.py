@@ -25,11 +25,13 @@ from hypervisor.specs import (
     DiskSpec,
     DomainInfo,
     DomainSpec,
+    FilterSpec,
     HostCapacity,
     NetworkSpec,
     PoolSpec,
     VolumeSpec,
 )
+from hypervisor.xml import NwFilter
 from hypervisor.xml.base import parse
 
 _UPDATE_BOTH = libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE | libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
@@ -268,6 +270,51 @@ class HostDriver:
                 return
             raise
         volume.delete(0)
+
+    # --- network filters -----------------------------------------------------------------
+
+    def has_nwfilter(self) -> bool:
+        # Every libvirtd has its network filter driver; libvirt's test driver has none.
+        return self._conn().getType().lower() != "test"
+
+    @translated
+    def ensure_filter(self, spec: FilterSpec) -> bool:
+        """Defines the interface's filter, or redefines it when its rules changed: libvirt
+        then applies the new rules to running guests at once, without restarting them.
+        False on a host without a filter driver (libvirt's test driver)."""
+        if not self.has_nwfilter():
+            return False
+        connection = self._conn()
+        wanted = designer.nwfilter(spec)
+        try:
+            current = NwFilter.from_xml(connection.nwfilterLookupByName(spec.name).XMLDesc(0))
+        except libvirt.libvirtError as error:
+            if error.get_error_code() != libvirt.VIR_ERR_NO_NWFILTER:
+                raise
+        else:
+            if current == wanted:
+                return True
+        connection.nwfilterDefineXML(wanted.to_xml())
+        return True
+
+    @translated
+    def delete_filter(self, name: str) -> None:
+        """Removes a filter no domain uses any more (libvirt refuses one still in use)."""
+        if not self.has_nwfilter():
+            return
+        try:
+            found = self._conn().nwfilterLookupByName(name)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() == libvirt.VIR_ERR_NO_NWFILTER:
+                return
+            raise
+        found.undefine()
+
+    @translated
+    def list_filters(self, prefix: str = "vdc-") -> list[str]:
+        if not self.has_nwfilter():
+            return []
+        return sorted(name for name in self._conn().listNWFilters() if name.startswith(prefix))
 
     # --- domains -------------------------------------------------------------------------
 

@@ -51,6 +51,27 @@ class InterfaceSpec:
     mac: str
     network: str  # libvirt network name
     model: str = "virtio"
+    filter: str | None = None  # the nwfilter guarding it (see FilterSpec)
+    ip: str | None = None  # the address it may use (clean-traffic's IP parameter)
+
+
+@dataclass(frozen=True)
+class FilterRuleSpec:
+    """Inbound traffic to accept: tcp/udp ports, icmp type/code (-1: any), or any."""
+
+    protocol: str  # "tcp", "udp", "icmp", "any"
+    from_port: int = -1
+    to_port: int = -1
+    cidr: str = "0.0.0.0/0"  # the source
+
+
+@dataclass(frozen=True)
+class FilterSpec:
+    """One interface's firewall: no MAC/IP/ARP spoofing, no DHCP server in the guest,
+    everything outbound, and inbound only what the rules accept."""
+
+    name: str  # e.g. "vdc-vif-4kx9a0qz"
+    rules: tuple[FilterRuleSpec, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
-from app.models import Image, Instance, Network, NetworkInterface, SshKeyPair, Volume
+from app.models import (
+    Image,
+    Instance,
+    InstanceSecurityGroup,
+    Network,
+    NetworkInterface,
+    SecurityGroup,
+    SshKeyPair,
+    Volume,
+)
 from app.models.instance import InstanceState
 from app.models.volume import VolumeState
 from app.services.instances import interfaces_with_networks
@@ -75,6 +84,12 @@ def gather(session: Session, instance_id: str, region: str) -> InstanceFacts | N
         .order_by(col(Volume.device))
     ).all()
     block_devices = tuple((f"ebs{n}", str(device)) for n, device in enumerate(attached, 1))
+    group_names = session.exec(
+        select(SecurityGroup.name)
+        .join(InstanceSecurityGroup, col(InstanceSecurityGroup.group_id) == SecurityGroup.id)
+        .where(InstanceSecurityGroup.instance_id == instance_id)
+        .order_by(col(SecurityGroup.name))
+    ).all()
     return InstanceFacts(
         instance_id=instance.id,
         account_id=instance.account_id,
@@ -89,4 +104,5 @@ def gather(session: Session, instance_id: str, region: str) -> InstanceFacts | N
         public_keys=keys,
         user_data=instance.user_data,
         block_devices=block_devices,
+        security_groups=tuple(group_names),
     )

@@ -4,9 +4,12 @@
 # "test" adds what the test suite needs (PostgreSQL server).
 set -euo pipefail
 
+# libvirt-daemon-config-nwfilter brings clean-traffic and the other filters vdc's security
+# group filters build on; iptables brings ebtables-nft, which libvirt's nwfilter runs.
 packages=(
-  qemu-utils qemu-system-x86 libvirt-daemon-system libvirt-clients libvirt-dev pkg-config
-  dnsmasq-base dnsmasq-utils iptables gcc python3-dev python3-venv iproute2 util-linux
+  qemu-utils qemu-system-x86 libvirt-daemon-system libvirt-daemon-config-nwfilter
+  libvirt-clients libvirt-dev pkg-config dnsmasq-base dnsmasq-utils iptables gcc
+  python3-dev python3-venv iproute2 util-linux
 )
 if [[ "${1:-run}" == test ]]; then
   packages+=(postgresql)

@@ -10,6 +10,7 @@ from app.api import (
     instances,
     keypairs,
     networks,
+    security_groups,
     volumes,
 )
 from app.api.errors import ERROR_RESPONSES
@@ -24,5 +25,6 @@ for module in (
     keypairs,
     instances,
     volumes,
+    security_groups,
 ):
     api_router.include_router(module.router)

@@ -39,6 +39,17 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def first_error(exc: ValueError) -> str:
+    """One line from a pydantic validation error (where: what), for the CLI's red line."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "__root__")
+        message = str(first.get("msg", exc)).removeprefix("Value error, ")
+        return f"{where}: {message}" if where else message
+    return str(exc)
+
+
 def run_cli(app: typer.Typer) -> None:
     """Runs a Typer app; a database that cannot be reached is one clear line, not a traceback."""
     try:

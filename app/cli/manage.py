@@ -3,6 +3,7 @@
 vdc-manage account add NAME [--admin]
 vdc-manage image add local PATH --arch x86_64 --account-id a-shpoolxx --description "..."
 vdc-manage volume create --account-id a-xxxxxxxx --size 64M --instance-id i-xxxxxxxx --wait
+vdc-manage securitygroup create web --account-id a-xxxxxxxx --rule tcp:22,22,ip4:0.0.0.0/0
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import typer
 from app.cli.common import database, reports_errors, run_cli
 from app.cli.keypairs import keypair_cli
 from app.cli.progress import copy_progress
+from app.cli.security_groups import securitygroup_cli
 from app.cli.volumes import volume_cli
 from app.config import KNOWN_ARCHES, Settings
 from app.ids import SHARED_ACCOUNT_ID
@@ -47,6 +49,7 @@ cli.add_typer(instance_cli, name="instance")
 image_cli.add_typer(image_add_cli, name="add")
 cli.add_typer(keypair_cli, name="keypair", help="SSH key pairs.")
 cli.add_typer(volume_cli, name="volume")
+cli.add_typer(securitygroup_cli, name="securitygroup")
 
 # The operator acts with an admin's reach; this account is never stored.
 OPERATOR = Account(id="a-operator", name="vdc-manage", is_admin=True)

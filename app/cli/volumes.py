@@ -14,7 +14,7 @@ import time
 
 import typer
 
-from app.cli.common import database, fail, reports_errors
+from app.cli.common import database, fail, first_error, reports_errors
 from app.config import Settings
 from app.models.volume import VolumeAttach, VolumeCreate, VolumePublic, VolumeUpdate
 from app.services import volumes
@@ -95,7 +95,7 @@ def volume_create(
             display_name=name,
         )
     except ValueError as exc:
-        raise fail(_first_error(exc)) from None
+        raise fail(first_error(exc)) from None
     with database(Settings()) as session:
         owner = get_account(session, account_id)
         shown = VolumePublic.of(volumes.create_volume(session, Settings(), owner, body))
@@ -169,7 +169,7 @@ def volume_attach(
     try:
         body = VolumeAttach(instance_id=instance_id, device=device)
     except ValueError as exc:
-        raise fail(_first_error(exc)) from None
+        raise fail(first_error(exc)) from None
     with database(Settings()) as session:
         shown = VolumePublic.of(volumes.attach_volume(session, OPERATOR, volume_id, body))
     _report(shown, wait, timeout)
@@ -195,13 +195,3 @@ def volume_del(volume_id: str, wait: bool = WAIT, timeout: float = TIMEOUT) -> N
     with database(Settings()) as session:
         shown = VolumePublic.of(volumes.delete_volume(session, OPERATOR, volume_id))
     _report(shown, wait, timeout)
-
-
-def _first_error(exc: ValueError) -> str:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        first = errors()[0]
-        where = ".".join(str(part) for part in first.get("loc", ()) if part != "__root__")
-        message = str(first.get("msg", exc)).removeprefix("Value error, ")
-        return f"{where}: {message}" if where else message
-    return str(exc)

@@ -8,6 +8,7 @@ from app.models.instance_type import InstanceType
 from app.models.job import Job
 from app.models.keypair import SshKeyPair
 from app.models.network import Network
+from app.models.security_group import InstanceSecurityGroup, SecurityGroup, SecurityGroupRule
 from app.models.volume import Volume
 
 __all__ = [
@@ -16,10 +17,13 @@ __all__ = [
     "HostNode",
     "Image",
     "Instance",
+    "InstanceSecurityGroup",
     "InstanceType",
     "Job",
     "Network",
     "NetworkInterface",
+    "SecurityGroup",
+    "SecurityGroupRule",
     "SshKeyPair",
     "Volume",
 ]

@@ -102,6 +102,11 @@ class InstanceCreate(BaseModel):
     http_tokens: Literal["optional", "required"] = PydanticField(
         default="optional", description="IMDSv2: `required` refuses metadata GETs without a token"
     )
+    security_group_ids: list[str] | None = PydanticField(
+        default=None,
+        max_length=10,
+        description="Its security groups; default: the account's `default` group",
+    )
     volumes: list[LaunchVolume] = PydanticField(
         default_factory=list,
         max_length=MAX_LAUNCH_VOLUMES,
@@ -134,6 +139,11 @@ class InstanceUpdate(BaseModel):
     http_tokens: Literal["optional", "required"] | None = PydanticField(
         default=None, description="Change the metadata options of a live instance"
     )
+    security_group_ids: list[str] | None = PydanticField(
+        default=None,
+        max_length=10,
+        description="Replace its security groups; a running guest's firewall follows in seconds",
+    )
 
 
 class InterfacePublic(BaseModel):
@@ -162,6 +172,7 @@ class InstancePublic(BaseModel):
     network_id: str | None
     interfaces: list[InterfacePublic]
     user_data_size: int
+    security_group_ids: list[str]
     ssh_key_id: str | None
     http_tokens: str
     created_at: datetime

@@ -13,7 +13,17 @@ from sqlmodel import Session, col, select
 
 from app.errors import BadRequest, Conflict, NotFound
 from app.ids import SHARED_ACCOUNT_ID, new_id
-from app.models import Account, ApiKey, Image, Instance, SshKeyPair
+from app.models import (
+    Account,
+    ApiKey,
+    Image,
+    Instance,
+    SecurityGroup,
+    SecurityGroupRule,
+    SshKeyPair,
+    Volume,
+)
+from app.services.security_groups import default_group
 
 KEY_PREFIX = "vdc_"
 
@@ -33,6 +43,7 @@ def create_account(
     account = Account(id=new_id("account"), name=name, is_admin=is_admin, description=description)
     session.add(account)
     session.flush()
+    default_group(session, account.id)  # members reach each other, nothing else comes in
     return account, issue_key(session, account.id)
 
 
@@ -79,15 +90,28 @@ def delete_account(session: Session, account_id: str) -> None:
     account = get_account(session, account_id)
     if account.is_system:
         raise BadRequest(f"{account.id} is a system account and cannot be deleted")
-    for model, what in ((Image, "image(s)"), (Instance, "instance(s), terminated ones included")):
+    for model, what in (
+        (Image, "image(s)"),
+        (Instance, "instance(s), terminated ones included"),
+        (Volume, "volume(s), deleted ones included"),
+    ):
         owned = session.scalar(
             select(sa.func.count()).select_from(model).where(model.account_id == account.id)
         )
         if owned:
             raise Conflict(f"account {account.id} still owns {owned} {what}")
-    # Key pairs and API keys are the account's own and go with it.
+    # Key pairs, security groups and API keys are the account's own and go with it (with
+    # no instance left, no group has members).
     for key_pair in session.exec(select(SshKeyPair).where(SshKeyPair.account_id == account.id)):
         session.delete(key_pair)
+    groups = list(session.exec(select(SecurityGroup).where(SecurityGroup.account_id == account.id)))
+    for rule in session.exec(
+        select(SecurityGroupRule).where(col(SecurityGroupRule.group_id).in_([g.id for g in groups]))
+    ):
+        session.delete(rule)
+    session.flush()
+    for group in groups:
+        session.delete(group)
     session.flush()  # no ORM relationships tell SQLAlchemy to delete these first
     session.delete(account)
 

@@ -24,7 +24,7 @@ from app.models.instance import (
     InstanceUpdate,
     InterfacePublic,
 )
-from app.services import images, jobs, keypairs, networks, volumes
+from app.services import images, jobs, keypairs, networks, security_groups, volumes
 from app.services.addresses import allocate_interface
 from app.services.listing import PageRequest, fetch_page
 from app.services.placement import PLACEMENT_LOCK, choose_host
@@ -89,6 +89,7 @@ def interfaces_with_networks(
 
 def public(session: Session, rows: list[Instance]) -> list[InstancePublic]:
     nics = interfaces_of(session, [r.id for r in rows])
+    groups = security_groups.group_ids_of(session, [r.id for r in rows])
     result = []
     for row in rows:
         own = nics[row.id]
@@ -101,6 +102,7 @@ def public(session: Session, rows: list[Instance]) -> list[InstancePublic]:
                 network_id=first.network_id if first else None,
                 interfaces=[InterfacePublic.model_validate(n, from_attributes=True) for n in own],
                 user_data_size=len(row.user_data or b""),
+                security_group_ids=groups[row.id],
             )
         )
     return result
@@ -135,6 +137,7 @@ def launch(
     ssh_key_id = (
         keypairs.get_keypair(session, account, body.ssh_key_id).id if body.ssh_key_id else None
     )
+    groups = security_groups.groups_for_launch(session, account.id, body.security_group_ids)
     instance_id = new_id("instance")
     with PLACEMENT_LOCK:
         host = choose_host(session, settings, cpu_cores, memory_size)
@@ -156,6 +159,10 @@ def launch(
         session.add(instance)
         session.flush()
         allocate_interface(session, instance.id, network)
+        security_groups.join(session, instance.id, groups)
+        # Members of groups whose rules name these groups now admit this instance's address.
+        others = security_groups.members_naming(session, [g.id for g in groups])
+        security_groups.refresh_filters(session, [i for i in others if i != instance.id])
         volumes.add_launch_volumes(session, settings, instance, image, body.volumes)
         jobs.enqueue(session, "launch", instance.id)
         session.commit()
@@ -185,7 +192,11 @@ def terminate(session: Session, account: Account, instance_id: str) -> Instance:
         return instance
     _set_state(instance, S.shuttingdown)
     session.add(instance)
+    session.flush()
     jobs.enqueue(session, "terminate", instance.id)
+    # Instances whose rules name this one's groups stop admitting its address.
+    groups = security_groups.group_ids_of(session, [instance.id])[instance.id]
+    security_groups.refresh_filters(session, security_groups.members_naming(session, groups))
     session.commit()
     return instance
 
@@ -198,6 +209,10 @@ def update_instance(
         instance.display_name = body.display_name
     if body.http_tokens is not None:
         instance.http_tokens = body.http_tokens
+    if body.security_group_ids is not None:
+        if instance.state in (S.shuttingdown, S.terminated):
+            raise Conflict(f"instance {instance.id} is {instance.state}")
+        security_groups.set_instance_groups(session, instance, body.security_group_ids)
     instance.updated_at = utcnow()
     session.add(instance)
     session.commit()

@@ -19,7 +19,7 @@ from app.config import split_bind
 from app.models import HostNode, Image, Instance, Job, Network, NetworkInterface
 from app.models.common import utcnow
 from app.models.instance import InstanceState
-from app.services import storage, volume_jobs
+from app.services import filters, storage, volume_jobs
 from app.services.hypervisors import driver_for
 from app.services.instances import console_log_path, interfaces_with_networks
 from app.services.jobs_context import JobContext
@@ -72,10 +72,20 @@ def load(ctx: JobContext, instance_id: str) -> Loaded | None:
         return Loaded(instance, host, image, interfaces_with_networks(session, instance_id))
 
 
+def ensure_filters(ctx: JobContext, loaded: Loaded) -> dict[str, str]:
+    """Defines (or updates) each interface's nwfilter; interface id -> filter name."""
+    with ctx.session() as session:
+        specs = filters.filter_specs(session, loaded.instance.id)
+    for _, spec in specs:
+        loaded.driver.ensure_filter(spec)
+    return {nic.id: spec.name for nic, spec in specs}
+
+
 def ensure_running(ctx: JobContext, loaded: Loaded) -> None:
     """Everything an instance needs on its host, created where missing, then powered on."""
     settings, instance, driver = ctx.settings, loaded.instance, loaded.driver
     metadata_port = split_bind(settings.metadata_bind)[1]
+    filter_names = ensure_filters(ctx, loaded)
     for nic, network in loaded.interfaces:
         driver.ensure_network(spec_for(network))
         driver.ensure_metadata_redirect(spec_for(network), metadata_port)
@@ -109,7 +119,12 @@ def ensure_running(ctx: JobContext, loaded: Loaded) -> None:
             account_id=instance.account_id,
             disks=(DiskSpec(path=disk_path, format="qcow2", target="vda"), *data_disks),
             interfaces=tuple(
-                InterfaceSpec(mac=nic.mac_address, network=libvirt_name(network))
+                InterfaceSpec(
+                    mac=nic.mac_address,
+                    network=libvirt_name(network),
+                    filter=filter_names.get(nic.id),
+                    ip=nic.ip_address,
+                )
                 for nic, network in loaded.interfaces
             ),
             console_log=str(console_log_path(settings, instance.id)),
@@ -176,6 +191,14 @@ def run_reboot(ctx: JobContext, job: Job, loaded: Loaded) -> None:
     transition(ctx, loaded.instance.id, (S.rebooting,), S.running, state_reason="")
 
 
+def run_filters(ctx: JobContext, job: Job, loaded: Loaded) -> None:
+    """Security groups changed: the interfaces' filters follow (a running guest gets the
+    new rules at once; a stopped one at its next start)."""
+    if loaded.instance.state in (S.shuttingdown, S.terminated) or loaded.host is None:
+        return
+    ensure_filters(ctx, loaded)
+
+
 def run_terminate(ctx: JobContext, job: Job, loaded: Loaded) -> None:
     """Removes the domain, its disk, its DHCP entries and leases, and its console log."""
     instance = loaded.instance
@@ -186,6 +209,7 @@ def run_terminate(ctx: JobContext, job: Job, loaded: Loaded) -> None:
         driver.undefine(instance.id)
         driver.delete_volume(INSTANCE_POOL, root_volume_name(instance.id))
         for nic, network in loaded.interfaces:
+            driver.delete_filter(filters.filter_name(nic))  # the domain using it is gone
             driver.remove_dhcp_host(libvirt_name(network), nic.mac_address)
             driver.release_dhcp_lease(
                 libvirt_name(network), DhcpHost(nic.mac_address, nic.ip_address)
@@ -213,6 +237,7 @@ HANDLERS: dict[str, Callable[[JobContext, Job, Loaded], None]] = {
     "poweroff": run_poweroff,
     "reboot": run_reboot,
     "terminate": run_terminate,
+    "filters": run_filters,
 }
 
 

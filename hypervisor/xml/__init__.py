@@ -15,6 +15,7 @@ from hypervisor.xml.domain import (
     VdcInstanceMetadata,
 )
 from hypervisor.xml.network import Network, NetworkDhcpHost, NetworkIp
+from hypervisor.xml.nwfilter import FilterRule, NwFilter
 from hypervisor.xml.storage import StoragePool, StorageVolume
 
 __all__ = [
@@ -25,9 +26,11 @@ __all__ = [
     "DomainOs",
     "DomainRng",
     "DomainSerial",
+    "FilterRule",
     "Network",
     "NetworkDhcpHost",
     "NetworkIp",
+    "NwFilter",
     "StoragePool",
     "StorageVolume",
     "VdcInstanceMetadata",

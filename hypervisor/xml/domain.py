@@ -129,6 +129,8 @@ class DomainInterface:
     source_network: str | None  # None for an interface that is not on a libvirt network
     model: str | None = None
     type: str = "network"
+    filter: str | None = None  # <filterref>: the nwfilter guarding this interface
+    filter_parameters: tuple[tuple[str, str], ...] = ()  # e.g. (("IP", "10.0.0.5"),)
 
     def to_element(self) -> ET.Element:
         interface = element("interface", type=self.type)
@@ -138,15 +140,27 @@ class DomainInterface:
             sub(interface, "source", network=self.source_network)
         if self.model is not None:
             sub(interface, "model", type=self.model)
+        if self.filter is not None:
+            ref = sub(interface, "filterref", filter=self.filter)
+            for name, value in self.filter_parameters:
+                sub(ref, "parameter", name=name, value=value)
         return interface
 
     @classmethod
     def from_element(cls, node: ET.Element) -> DomainInterface:
+        ref = node.find("filterref")
         return cls(
             mac=optional_attr(node, "mac", "address"),
             source_network=optional_attr(node, "source", "network"),
             model=optional_attr(node, "model", "type"),
             type=node.get("type", "network"),
+            filter=None if ref is None else ref.get("filter"),
+            filter_parameters=()
+            if ref is None
+            else tuple(
+                (required_attr(p, "name"), required_attr(p, "value"))
+                for p in ref.findall("parameter")
+            ),
         )
 
 

@@ -257,6 +257,12 @@ class E2E:
             check=False,
         ).stdout
 
+    def in_namespace(self, *args: str) -> str:
+        """A command's output, run inside the test's network namespace (iptables, ip)."""
+        return subprocess.run(
+            self.ns.netns_exec(*args), capture_output=True, text=True, timeout=60, check=False
+        ).stdout
+
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         with sqlite3.connect(self.data_dir / "vdc.sqlite3") as db:
             return list(db.execute(sql, params))

@@ -55,7 +55,9 @@ def _started_pool(conn: libvirt.virConnect, spec: PoolSpec) -> libvirt.virStorag
     return pool
 
 
-@pytest.mark.parametrize("case", sorted(GOLDEN_CASES))
+# libvirt's test driver has no network filter driver: filters are defined by real libvirtd
+# in the e2e tests (tests/e2e/test_security_groups_e2e.py).
+@pytest.mark.parametrize("case", sorted(c for c in GOLDEN_CASES if not c.startswith("nwfilter")))
 def test_every_golden_document_is_accepted(conn: libvirt.virConnect, case: str) -> None:
     document = GOLDEN_CASES[case]
     xml = document.to_xml()

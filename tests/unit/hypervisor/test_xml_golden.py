@@ -25,6 +25,8 @@ from hypervisor.specs import (
     DhcpHost,
     DiskSpec,
     DomainSpec,
+    FilterRuleSpec,
+    FilterSpec,
     InterfaceSpec,
     NetworkSpec,
     PoolSpec,
@@ -37,6 +39,7 @@ from hypervisor.xml import (
     DomainSerial,
     Network,
     NetworkDhcpHost,
+    NwFilter,
     StoragePool,
     StorageVolume,
     VdcInstanceMetadata,
@@ -130,16 +133,53 @@ RAW_BACKED_VOLUME = VolumeSpec(
     backing_format="raw",
 )
 
+# A guarded instance with a volume: a filter on its interface, a data disk with a serial.
+GUARDED_DOMAIN = replace(
+    TEST_DOMAIN,
+    disks=(
+        *TEST_DOMAIN.disks,
+        DiskSpec(
+            path="/var/lib/vdc/volumes/vol-8hd2k1xq.qcow2", target="vdb", serial="vol-8hd2k1xq"
+        ),
+    ),
+    interfaces=(replace(TEST_DOMAIN.interfaces[0], filter="vdc-vif-2mf8x0ka", ip="10.0.0.100"),),
+)
+BLANK_VOLUME = VolumeSpec(name="vol-8hd2k1xq.qcow2", capacity_bytes=64 * 1024**2)
+# The default group: its members (two instances) may reach each other on anything.
+DEFAULT_GROUP_FILTER = FilterSpec(
+    name="vdc-vif-2mf8x0ka",
+    rules=(
+        FilterRuleSpec("any", cidr="10.0.0.100/32"),
+        FilterRuleSpec("any", cidr="10.0.0.101/32"),
+    ),
+)
+# A web tier: ssh from anywhere, a port range from 10/8, ping, DNS, and icmp from a /24.
+WEB_FILTER = FilterSpec(
+    name="vdc-vif-7yq3c5rb",
+    rules=(
+        FilterRuleSpec("tcp", 22, 22),
+        FilterRuleSpec("tcp", 8000, 8080, "10.0.0.0/8"),
+        FilterRuleSpec("udp", 53, 53, "192.168.0.0/16"),
+        FilterRuleSpec("icmp", -1, -1),
+        FilterRuleSpec("icmp", 8, -1, "172.16.5.0/24"),
+        FilterRuleSpec("icmp", 3, 4, "172.16.5.0/24"),
+    ),
+)
+
 # case name -> the designer's object for it; its XML is golden/<case name>.xml
-GOLDEN_CASES: dict[str, Domain | Network | StoragePool | StorageVolume] = {
+GOLDEN_CASES: dict[str, Domain | Network | StoragePool | StorageVolume | NwFilter] = {
     "domain_kvm": designer.domain(KVM_DOMAIN),
     "domain_qemu": designer.domain(QEMU_DOMAIN),
     "domain_test": designer.domain(TEST_DOMAIN),
+    "domain_guarded_with_volume": designer.domain(GUARDED_DOMAIN),
     "network_nat": designer.network(NAT_NETWORK, NAT_NETWORK_HOSTS),
     "network_isolated": designer.network(ISOLATED_NETWORK),
     "pool_dir": designer.pool(DIR_POOL),
     "volume_root_qcow2_backing": designer.volume(QCOW2_BACKED_VOLUME),
     "volume_root_raw_backing": designer.volume(RAW_BACKED_VOLUME),
+    "volume_blank": designer.volume(BLANK_VOLUME),
+    "nwfilter_default_group": designer.nwfilter(DEFAULT_GROUP_FILTER),
+    "nwfilter_web_tier": designer.nwfilter(WEB_FILTER),
 }
 
 
@@ -317,3 +357,15 @@ def test_vdc_metadata_uses_the_vdc_namespace() -> None:
     instance = root.find(f"metadata/{{{VDC_XML_NAMESPACE}}}instance")
     assert instance is not None
     assert instance.attrib == {"id": "i-4kx9a0qz", "account": "a-7hq2m3pd"}
+
+
+def test_a_filter_keeps_its_uuid_when_its_rules_change() -> None:
+    changed = designer.nwfilter(replace(WEB_FILTER, rules=WEB_FILTER.rules[:1]))
+    assert changed.uuid == designer.nwfilter(WEB_FILTER).uuid
+    assert changed.uuid != designer.nwfilter(DEFAULT_GROUP_FILTER).uuid
+    assert len(changed.rules) == len(designer.nwfilter(WEB_FILTER).rules) - 5  # 6 group rules -> 1
+
+
+def test_a_filter_refuses_an_unknown_protocol() -> None:
+    with pytest.raises(ValueError, match="protocol"):
+        designer.nwfilter(replace(WEB_FILTER, rules=(FilterRuleSpec("sctp", 1, 1),)))
