@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     metadata_proxy_secret: str = Field(
         default="", description="Shared with metadata proxies that sign X-Forwarded-For"
     )
+    web_secret: str = Field(
+        default="",
+        description="Signs web UI session cookies; empty: a random one in DATA_DIR/web.secret",
+    )
     libvirt_uri: str = Field(
         default="qemu:///system", description="URI `vdc-manage host add` uses when given none"
     )

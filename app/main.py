@@ -15,6 +15,7 @@ from app.api.errors import install_error_handlers
 from app.api.main import api_router
 from app.config import Settings
 from app.db import engine_for
+from app.web.router import web_router
 from app.worker import Worker
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -56,5 +57,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(docs.router)
     app.include_router(api_router)
+    app.include_router(web_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages vdc needs, only those missing; safe to run again.
 #   scripts/install-host-packages.sh [run|test]
-# "test" adds what the test suite needs (PostgreSQL server).
+# "test" adds what the test suite needs (PostgreSQL server, Chromium).
 set -euo pipefail
 
 # libvirt-daemon-config-nwfilter brings clean-traffic and the other filters vdc's security
@@ -12,7 +12,9 @@ packages=(
   python3-dev python3-venv iproute2 util-linux
 )
 if [[ "${1:-run}" == test ]]; then
-  packages+=(postgresql)
+  # PostgreSQL for the integration suite; Chromium for the web UI tests (Playwright drives
+  # Debian's browser: it cannot download its own here).
+  packages+=(postgresql chromium)
 fi
 
 missing=()

@@ -5,16 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
-from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import CurrentAccount, SessionDep, SettingsDep
 from app.api.paging import PageDep
-from app.errors import Forbidden, PayloadTooLarge, UnsupportedMediaType
+from app.errors import Forbidden
 from app.models.common import Page
 from app.models.image import Image, ImagePublic, ImageUpdate
 from app.services import images
 from app.services.images import ImageSpec
-from app.services.uploads import receive_upload
+from app.services.uploads import register_upload
 
 router = APIRouter(prefix="/images", tags=["images"])
 
@@ -85,20 +84,7 @@ async def upload_image(
         is_public=is_public,
         convert_to=convert,
     )
-    spec.check()  # before reading gigabytes that would be refused anyway
-    content_type = request.headers.get("content-type", "").split(";")[0].strip()
-    if content_type != "application/octet-stream":
-        raise UnsupportedMediaType(
-            "send the image file as the body, Content-Type: application/octet-stream"
-        )
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.max_image_size:
-        raise PayloadTooLarge(f"image is over the limit of {settings.max_image_size} bytes")
-    with images.partial_file(settings) as partial:
-        digest = await receive_upload(request, partial, settings.max_image_size)
-        image = await run_in_threadpool(
-            images.finish_upload, session, settings, partial, digest, spec
-        )
+    image = await register_upload(request, session, settings, spec)
     return _public(image)
 
 

@@ -55,7 +55,7 @@ def serve(
     app = create_app(settings)
     # proxy_headers off: the client address must be the real peer, never a header's claim.
     configs = [uvicorn.Config(app, host=host, port=port, proxy_headers=False, log_level="info")]
-    typer.echo(f"vdc API and docs on http://{settings.api_bind}/ (docs: /docs)")
+    typer.echo(f"vdc web UI, API and docs on http://{settings.api_bind}/ (docs: /docs)")
     if settings.api_socket:
         socket_path = Path(settings.api_socket)
         socket_path.unlink(missing_ok=True)

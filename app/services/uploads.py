@@ -6,9 +6,15 @@ import hashlib
 import os
 from pathlib import Path
 
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from app.errors import BadRequest, PayloadTooLarge
+from app.config import Settings
+from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from app.models import Image
+from app.services import images
+from app.services.images import ImageSpec
 
 _FLUSH_AT = 4 * 1024 * 1024
 
@@ -38,3 +44,23 @@ async def receive_upload(request: Request, target: Path, limit: int) -> str:
     if received == 0:
         raise BadRequest("the request body is empty; send the image file as the body")
     return digest.hexdigest()
+
+
+async def register_upload(
+    request: Request, session: Session, settings: Settings, spec: ImageSpec
+) -> Image:
+    """An image sent as the raw request body (the API's upload and the web UI's)."""
+    spec.check()  # before reading gigabytes that would be refused anyway
+    content_type = request.headers.get("content-type", "").split(";")[0].strip()
+    if content_type != "application/octet-stream":
+        raise UnsupportedMediaType(
+            "send the image file as the body, Content-Type: application/octet-stream"
+        )
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > settings.max_image_size:
+        raise PayloadTooLarge(f"image is over the limit of {settings.max_image_size} bytes")
+    with images.partial_file(settings) as partial:
+        digest = await receive_upload(request, partial, settings.max_image_size)
+        return await run_in_threadpool(
+            images.finish_upload, session, settings, partial, digest, spec
+        )

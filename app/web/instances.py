@@ -1,0 +1,144 @@
+"""Instances: the list (with live states), launch, details, power actions, console."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from sqlmodel import col, select
+
+from app.errors import AppError, BadRequest
+from app.models import InstanceType
+from app.models.instance import MAX_USER_DATA, InstanceCreate
+from app.services import images, instances, keypairs, networks, security_groups, volumes
+from app.services.listing import MAX_LIMIT, PageRequest
+from app.web.pages import DB, PageRoute, User, field_errors, form_of, redirect, render
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+LAUNCH_FIELDS = (
+    "image_id",
+    "instance_type",
+    "network_id",
+    "hostname",
+    "display_name",
+    "ssh_key_id",
+    "security_group_ids",
+    "user_data",
+)
+ACTIONS = ("start", "stop", "reboot", "poweroff")
+
+
+@router.get("/instances")
+def list_page(request: Request, session: DB, user: User, notice: str = "") -> Response:
+    rows, _ = instances.list_instances(
+        session, user.account, PageRequest(limit=MAX_LIMIT, sort="-created_at")
+    )
+    shown = instances.public(session, rows)
+    return render(request, "instances.html", {"instances": shown, "notice": notice})
+
+
+@router.get("/instances/states")
+def states(session: DB, user: User) -> JSONResponse:
+    """What the list page polls to show state changes as they happen."""
+    rows, _ = instances.list_instances(session, user.account, PageRequest(limit=MAX_LIMIT))
+    return JSONResponse(
+        {
+            row.id: {"state": row.state, "ip": row.ip_address or "", "reason": row.state_reason}
+            for row in instances.public(session, rows)
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _launch_choices(session: DB, user: User) -> dict[str, object]:
+    account = user.account
+    page = PageRequest(limit=MAX_LIMIT)
+    return {
+        "images": images.list_images(session, account, page)[0],
+        "types": list(session.exec(select(InstanceType).order_by(col(InstanceType.memory_size)))),
+        "networks": networks.list_networks(session, account, page)[0],
+        # An instance takes its own account's key pair and groups (admins see everyone's).
+        "keypairs": keypairs.list_keypairs(session, account, page, account_id=account.id)[0],
+        "groups": security_groups.list_groups(session, account, page, account_id=account.id)[0],
+        "max_user_data": MAX_USER_DATA,
+    }
+
+
+@router.get("/instances/new")
+def launch_form(request: Request, session: DB, user: User) -> Response:
+    choices = _launch_choices(session, user)
+    session.commit()  # the default security group, on an account's first look
+    default = next((g.id for g in choices["groups"] if g.name == "default"), None)  # type: ignore[attr-defined]
+    values = {"security_group_ids": [default] if default else []}
+    return render(request, "launch.html", {**choices, "values": values, "errors": {}})
+
+
+@router.post("/instances/new")
+async def launch(request: Request, session: DB, user: User) -> Response:
+    form = await request.form()
+    await form_of(request, user)  # CSRF
+    values = {field: str(form.get(field, "")) for field in LAUNCH_FIELDS}
+    group_ids = [str(v) for v in form.getlist("security_group_ids")]
+    settings = request.app.state.settings
+    try:
+        body = InstanceCreate(
+            image_id=values["image_id"],
+            instance_type=values["instance_type"] or None,
+            network_id=values["network_id"] or None,
+            hostname=values["hostname"] or None,
+            display_name=values["display_name"],
+            ssh_key_id=values["ssh_key_id"] or None,
+            security_group_ids=group_ids,
+            # Browsers send textarea line ends as CRLF: the guest gets what was typed.
+            user_data=values["user_data"].replace("\r\n", "\n") or None,
+        )
+        if not values["image_id"]:
+            raise BadRequest("choose an image")
+        instance = instances.launch(session, settings, user.account, body)
+    except (ValidationError, AppError) as error:
+        session.rollback()
+        errors = field_errors(error, LAUNCH_FIELDS)
+        context = {
+            **_launch_choices(session, user),
+            "values": {**values, "security_group_ids": group_ids},
+            "errors": errors,
+        }
+        return render(request, "launch.html", context, status=_status(error))
+    return redirect(f"/instances/{instance.id}", f"launching {instance.id}")
+
+
+@router.get("/instances/{instance_id}")
+def detail(
+    request: Request, instance_id: str, session: DB, user: User, notice: str = ""
+) -> Response:
+    instance = instances.public(
+        session, [instances.get_instance(session, user.account, instance_id)]
+    )[0]
+    disks = volumes.volumes_of_instance(session, user.account, instance_id)
+    return render(
+        request, "instance.html", {"instance": instance, "disks": disks, "notice": notice}
+    )
+
+
+@router.post("/instances/{instance_id}/action")
+async def action(request: Request, instance_id: str, session: DB, user: User) -> Response:
+    form = await form_of(request, user)
+    wanted = form.get("action", "")
+    if wanted == "terminate":
+        instances.terminate(session, user.account, instance_id)
+    elif wanted in ACTIONS:
+        instances.request_action(session, user.account, instance_id, wanted)
+    else:
+        raise BadRequest(f"unknown action {wanted!r}")
+    return redirect(f"/instances/{instance_id}", f"{wanted} requested")
+
+
+@router.get("/instances/{instance_id}/console")
+def console(request: Request, instance_id: str, session: DB, user: User) -> Response:
+    instance = instances.get_instance(session, user.account, instance_id)
+    output = instances.console_output(request.app.state.settings, instance)
+    return render(request, "console.html", {"instance": instance, "console": output})
+
+
+def _status(error: Exception) -> int:
+    return error.status_code if isinstance(error, AppError) else 422

@@ -1,0 +1,97 @@
+"""The web UI's session and its guards, without a browser: the signed cookie, CSRF,
+redirects, and errors as pages (tests/ui/ drives the pages in Chromium)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from app.db import session_scope
+from app.services import accounts
+from tests.conftest import Keys
+
+
+@pytest.fixture(params=["sqlite"])
+def database_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    return sqlite_url
+
+
+def sign_in(client: TestClient, key: str) -> str:
+    """Signs in; returns the page's CSRF token."""
+    response = client.post("/login", data={"api_key": key}, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    page = client.get("/instances/new")
+    return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+
+
+def test_pages_need_a_session_and_keep_where_you_were_going(client: TestClient) -> None:
+    for path in ("/", "/instances", "/images", "/volumes", "/security_groups", "/keypairs"):
+        response = client.get(path, follow_redirects=False)
+        assert response.status_code == 303
+        assert response.headers["location"].startswith(("/login", "/instances"))
+    assert client.get("/volumes", follow_redirects=False).headers["location"] == (
+        "/login?next=/volumes"
+    )
+
+
+def test_the_cookie_is_signed_httponly_and_holds_no_key(client: TestClient, keys: Keys) -> None:
+    key = keys.new("alice")
+    response = client.post("/login", data={"api_key": key}, follow_redirects=False)
+    header = response.headers["set-cookie"]
+    assert "HttpOnly" in header and "SameSite=lax" in header and key not in header
+    assert client.get("/instances").status_code == 200
+    value = client.cookies["vdc_session"]
+    body, mac = value.rsplit(".", 1)
+    client.cookies.set("vdc_session", f"{body}.{'0' * len(mac)}")
+    assert client.get("/instances", follow_redirects=False).status_code == 303
+
+
+def test_a_revoked_key_or_deleted_account_ends_the_session(
+    client: TestClient, keys: Keys, engine: sa.Engine
+) -> None:
+    key = keys.new("alice")
+    sign_in(client, key)
+    assert client.get("/instances").status_code == 200
+    with session_scope(engine) as session:
+        accounts.delete_account(session, keys.ids["alice"])
+    assert client.get("/instances", follow_redirects=False).status_code == 303
+
+
+def test_forms_need_the_sessions_csrf_token(client: TestClient, keys: Keys) -> None:
+    csrf = sign_in(client, keys.new("alice"))
+    for token in ("", "forged"):
+        refused = client.post("/security_groups", data={"csrf": token, "name": "web"})
+        assert refused.status_code == 403
+        assert "text/html" in refused.headers["content-type"]
+        assert "came from elsewhere" in refused.text
+    made = client.post(
+        "/security_groups", data={"csrf": csrf, "name": "web"}, follow_redirects=False
+    )
+    assert made.status_code == 303 and made.headers["location"].startswith("/security_groups/sg-")
+    upload = client.post("/images/upload?arch=x86_64", content=b"x")  # no X-CSRF-Token
+    assert upload.status_code == 403
+    logout = client.post("/logout", data={"csrf": "forged"})
+    assert logout.status_code == 403
+
+
+def test_no_redirect_to_another_site_after_sign_in(client: TestClient, keys: Keys) -> None:
+    key = keys.new("alice")
+    for target in ("//evil.example/", "https://evil.example/", "javascript:alert(1)"):
+        response = client.post(
+            "/login", data={"api_key": key, "next": target}, follow_redirects=False
+        )
+        assert response.headers["location"] == "/instances"
+
+
+def test_errors_are_pages_and_pages_forbid_foreign_scripts(client: TestClient, keys: Keys) -> None:
+    sign_in(client, keys.new("alice"))
+    missing = client.get("/instances/i-nothere1")
+    assert missing.status_code == 404
+    assert "text/html" in missing.headers["content-type"]
+    assert "instance i-nothere1 not found" in missing.text
+    assert "script-src 'self'" in missing.headers["content-security-policy"]
+    admin_only = client.get("/hosts")
+    assert admin_only.status_code == 403 and "this page is for admins" in admin_only.text
