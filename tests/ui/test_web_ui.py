@@ -11,6 +11,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import Page, expect
 
@@ -115,7 +116,9 @@ def test_sign_in_launch_watch_console_stop_terminate(page: Page, site: Site, tmp
     screenshot(page, "instances-phone")
 
 
-def test_a_failed_launch_shows_why_next_to_the_field(page: Page, site: Site, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_launch_shows_why_next_to_the_field(
+    page: Page, site: Site, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
     sign_in(page, site.admin_key)
     image_id = upload_image(page, make_image(tmp_path))
     page.goto("/instances/new")
@@ -142,6 +145,23 @@ def test_a_failed_launch_shows_why_next_to_the_field(page: Page, site: Site, tmp
     assert "application/json" not in (page.evaluate("document.contentType") or "")
     page.goto("/instances")
     expect(page.get_by_text("No instances yet")).to_be_visible()
+
+    # A launch the host refuses ends in `error`, and the pages say why.
+    from hypervisor.driver import HostDriver
+    from hypervisor.errors import HypervisorError
+
+    def refuse(self: HostDriver, spec: object) -> None:
+        raise HypervisorError("cannot define domain: out of PCI slots")
+
+    monkeypatch.setattr(HostDriver, "ensure_domain", refuse)
+    page.goto("/instances/new")
+    page.get_by_label("Image").select_option(image_id)
+    page.get_by_label("Instance type").select_option("nano")
+    page.get_by_role("button", name="Launch").click()
+    wait_state(page, "error")
+    expect(page.locator(".facts .reason")).to_contain_text("out of PCI slots")
+    page.goto("/instances")
+    expect(page.locator("tbody .reason")).to_contain_text("out of PCI slots")
 
 
 def test_volumes_key_pairs_groups_and_admin_pages(page: Page, site: Site, tmp_path) -> None:  # type: ignore[no-untyped-def]
