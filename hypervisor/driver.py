@@ -246,6 +246,31 @@ class HostDriver:
         return str(pool.storageVolLookupByName(spec.name).path())
 
     @translated
+    def list_volumes(self, pool_name: str) -> list[str]:
+        """Names of the volumes in a pool, files put there behind libvirt's back included;
+        [] when the pool does not exist."""
+        try:
+            pool = self._conn().storagePoolLookupByName(pool_name)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_POOL:
+                return []
+            raise
+        if not pool.isActive():
+            return []
+        try:
+            pool.refresh(0)
+        except libvirt.libvirtError as error:  # busy creating a volume: list what it knows
+            if "asynchronous jobs" not in (error.get_error_message() or ""):
+                raise
+        return sorted(pool.listVolumes())
+
+    @translated
+    def list_networks(self, prefix: str = "vdc-") -> list[str]:
+        connection = self._conn()
+        names = connection.listNetworks() + connection.listDefinedNetworks()
+        return sorted(name for name in names if name.startswith(prefix))
+
+    @translated
     def volume_exists(self, pool_name: str, name: str) -> bool:
         try:
             self._conn().storagePoolLookupByName(pool_name).storageVolLookupByName(name)

@@ -15,6 +15,7 @@ from typing import Any
 import typer
 
 from app.cli.common import database, reports_errors, run_cli
+from app.cli.doctor import doctor_command
 from app.cli.keypairs import keypair_cli
 from app.cli.progress import copy_progress
 from app.cli.security_groups import securitygroup_cli
@@ -50,6 +51,7 @@ image_cli.add_typer(image_add_cli, name="add")
 cli.add_typer(keypair_cli, name="keypair", help="SSH key pairs.")
 cli.add_typer(volume_cli, name="volume")
 cli.add_typer(securitygroup_cli, name="securitygroup")
+cli.command("doctor")(doctor_command)
 
 # The operator acts with an admin's reach; this account is never stored.
 OPERATOR = Account(id="a-operator", name="vdc-manage", is_admin=True)

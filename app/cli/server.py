@@ -40,8 +40,8 @@ def serve(
         False, "--migrate", help="Migrate the database first instead of refusing to start."
     ),
 ) -> None:
-    """Serves the API and its docs (/docs) on VDC_API_BIND, and the EC2 metadata service on
-    VDC_METADATA_BIND."""
+    """Serves the web UI (/), the API and its docs (/docs) on VDC_API_BIND, and the EC2
+    metadata service on VDC_METADATA_BIND."""
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if migrate_first:

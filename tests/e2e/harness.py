@@ -7,6 +7,7 @@ tests/e2e/guest/README.md) and given commands through the command server.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -46,6 +47,7 @@ class E2E:
     timings: list[Timing] = field(default_factory=list)
     _processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     api: httpx.Client | None = None
+    _server: subprocess.Popen[bytes] | None = None
     image_id: str = ""
     network_id: str = ""
 
@@ -83,10 +85,14 @@ class E2E:
             "--dir",
             str(commands),
         )
-        self._spawn("vdc-serve", str(BIN / "vdc"), "serve")
+        self.start_server()
+
+    def start_server(self) -> None:
+        """Starts `vdc serve` in the namespace and waits until its API answers."""
+        self._server = self._spawn("vdc-serve", str(BIN / "vdc"), "serve")
         socket = self.run_dir / "api.sock"
         deadline = time.monotonic() + 60
-        while not (socket.exists() and (self.data_dir / "admin.key").exists()):
+        while not (self.data_dir / "admin.key").exists():
             if time.monotonic() > deadline:
                 raise RuntimeError("vdc serve did not start: " + self.log("vdc-serve"))
             time.sleep(0.2)
@@ -97,7 +103,22 @@ class E2E:
             headers={"Authorization": f"Bearer {key}"},
             timeout=30,
         )
-        self.api.get("/healthz").raise_for_status()
+        while True:  # a socket file left by a killed server answers nothing
+            try:
+                self.api.get("/healthz").raise_for_status()
+                return
+            except httpx.HTTPError:
+                if self._server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        "vdc serve did not start: " + self.log("vdc-serve")
+                    ) from None
+                time.sleep(0.2)
+
+    def kill_server(self) -> None:
+        """kill -9 of `vdc serve` (only the process this run started): no clean-up at all."""
+        assert self._server is not None
+        self._server.send_signal(signal.SIGKILL)
+        self._server.wait(timeout=30)
 
     def stop(self) -> None:
         try:
@@ -118,13 +139,13 @@ class E2E:
         self.ns.stop()
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
-    def _spawn(self, name: str, *args: str) -> None:
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         log = (self.run_dir / f"{name}.log").open("ab")
-        self._processes.append(
-            subprocess.Popen(
-                self.ns.netns_exec(*args), env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
+        process = subprocess.Popen(
+            self.ns.netns_exec(*args), env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
+        self._processes.append(process)
+        return process
 
     def log(self, name: str) -> str:
         path = self.run_dir / f"{name}.log"
@@ -256,6 +277,21 @@ class E2E:
             timeout=60,
             check=False,
         ).stdout
+
+    def doctor(self) -> tuple[int, list[dict[str, str]]]:
+        """`vdc-manage doctor --json` in the namespace: (exit code, findings)."""
+        result = subprocess.run(
+            self.ns.netns_exec(str(BIN / "vdc-manage"), "doctor", "--json"),
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        try:
+            return result.returncode, list(json.loads(result.stdout))
+        except json.JSONDecodeError:
+            raise AssertionError(f"doctor: {result.stdout} {result.stderr}") from None
 
     def in_namespace(self, *args: str) -> str:
         """A command's output, run inside the test's network namespace (iptables, ip)."""
