@@ -82,15 +82,19 @@ class _Sized(BaseModel):
 class VolumeCreate(_Sized):
     display_name: str = PydanticField(default="", max_length=255)
     image_id: str | None = PydanticField(
-        default=None, max_length=32, description="Start from this image's contents"
+        default=None, min_length=1, max_length=32, description="Start from this image's contents"
     )
     instance_id: str | None = PydanticField(
         default=None,
+        min_length=1,
         max_length=32,
         description="Create it on this instance's host (a volume attaches only there)",
     )
     host_node_id: str | None = PydanticField(
-        default=None, max_length=32, description="Or on this host; default: the emptiest"
+        default=None,
+        min_length=1,
+        max_length=32,
+        description="Or on this host; default: the emptiest",
     )
 
     @model_validator(mode="after")
