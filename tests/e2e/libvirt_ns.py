@@ -89,6 +89,10 @@ class LibvirtNamespace:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+        self._wait_until_it_answers(timeout)
+
+    def _wait_until_it_answers(self, timeout: float) -> None:
+        assert self._libvirtd is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._libvirtd.poll() is not None:
@@ -122,6 +126,31 @@ class LibvirtNamespace:
         no_kvm = self.cache_dir.parent / "no-kvm"
         if not no_kvm.exists():
             no_kvm.touch(mode=0o000)
+
+    def stop_libvirtd(self) -> None:
+        """Stops libvirtd alone (guests and virtlogd go on), as an upgrade or a crash would."""
+        assert self._libvirtd is not None
+        self._libvirtd.send_signal(signal.SIGTERM)
+        self._libvirtd.wait(timeout=30)
+
+    def restart_libvirtd(self, timeout: float = 120) -> None:
+        """Starts libvirtd again in the same network and mount namespaces (virtlogd keeps
+        the latter alive), so it finds its networks and reconnects to running guests."""
+        virtlogd = int((self.run_dir / "virtlogd.pid").read_text().strip())
+        with self._log.open("ab") as log:
+            self._libvirtd = subprocess.Popen(
+                [
+                    "nsenter",
+                    f"--mount=/proc/{virtlogd}/ns/mnt",
+                    f"--net=/proc/{virtlogd}/ns/net",
+                    "libvirtd",
+                    "--pid-file",
+                    str(self.run_dir / "libvirtd.pid"),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self._wait_until_it_answers(timeout)
 
     def stop(self) -> None:
         """Ends every guest, network and daemon this run started, then the namespace."""
