@@ -11,9 +11,9 @@ from fastapi.staticfiles import StaticFiles
 
 from app import __version__
 from app.api import docs, health
-from app.api.request_guards import RequestGuards
 from app.api.errors import install_error_handlers
 from app.api.main import api_router
+from app.api.request_guards import RequestGuards
 from app.config import Settings
 from app.db import engine_for
 from app.web.router import web_router

@@ -18,8 +18,8 @@ def doctor_command(
 ) -> None:
     """Lists leaks: what hosts and the data dir hold that the database does not know.
 
-    Compares the database with every host (domains, volumes, DHCP entries, network
-    filters) and with the data dir (image files, console logs), both ways. Exits 1 when
+    Compares the database with every host (domains, volumes, DHCP entries and leases,
+    network filters) and with the data dir (image files, console logs), both ways. Exits 1 when
     it found anything, so scripts and tests can use it.
     """
     settings = Settings()

@@ -2,7 +2,7 @@
 what the database says they should.
 
 Two kinds of difference:
-- orphan: something on a host (a domain, a volume, a DHCP entry, a filter) or in the data
+- orphan: something on a host (a domain, a volume, a DHCP entry or lease, a filter) or in the data
   dir (an image file, a console log) that no live database row accounts for;
 - missing: a live row whose thing is not there. Only settled rows are checked for this
   (an instance `running` or `stopped`, a volume `available` or `attached`): a row in a
@@ -34,7 +34,7 @@ SETTLED_VOLUME = (VS.available, VS.attached)
 @dataclass(frozen=True, order=True)
 class Finding:
     where: str  # a host's name, or "data dir"
-    kind: str  # domain, volume, dhcp, filter, image file, console log, host
+    kind: str  # domain, volume, dhcp, lease, filter, image file, console log, host
     name: str
     problem: str  # "orphan", "missing" or what went wrong
 
@@ -45,7 +45,7 @@ def examine(session: Session, settings: Settings) -> list[Finding]:
         try:
             found.extend(_examine_host(session, host, driver_for(host)))
         except HypervisorError as error:
-            found.append(Finding(host.name, "host", host.uri, f"unreachable: {error}"))
+            found.append(Finding(host.name, "host", host.uri, f"cannot examine: {error}"))
     found.extend(_examine_data_dir(session, settings))
     return sorted(found)
 
@@ -92,6 +92,12 @@ def _examine_host(session: Session, host: HostNode, driver: HostDriver) -> list[
         found += [
             Finding(where, "dhcp", f"{network_name}/{mac}", "missing")
             for mac in sorted(settled_macs - entries)
+        ]
+        # A lease dnsmasq still holds for a MAC no live instance has (terminate releases it).
+        leased = {lease.mac for lease in driver.dhcp_leases(network_name)}
+        found += [
+            Finding(where, "lease", f"{network_name}/{mac}", "orphan")
+            for mac in sorted(leased - wanted)
         ]
 
     if driver.has_nwfilter():
