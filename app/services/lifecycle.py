@@ -22,7 +22,7 @@ from app.models.instance import InstanceState
 from app.services import filters, storage, volume_jobs
 from app.services.hypervisors import driver_for
 from app.services.instances import console_log_path, interfaces_with_networks
-from app.services.jobs_context import JobContext
+from app.services.jobs_context import JobContext, compare_and_set
 from app.services.networks import libvirt_name, spec_for
 from app.services.storage import INSTANCE_POOL, root_volume_name
 from hypervisor.driver import HostDriver
@@ -36,16 +36,8 @@ ARCH = {"x86_64": "x86_64", "x86": "i686", "i686": "i686", "aarch64": "aarch64"}
 def transition(
     ctx: JobContext, instance_id: str, expected: tuple[str, ...], new: str, **fields: object
 ) -> bool:
-    """Sets the state only if it is still one of `expected`; True when it did."""
-    values = {"state": new, "updated_at": utcnow(), **fields}
-    with ctx.engine.begin() as connection:
-        result = connection.execute(
-            sa.update(Instance)
-            .where(col(Instance.id) == instance_id)
-            .where(col(Instance.state).in_(expected))
-            .values(**values)
-        )
-    return result.rowcount == 1
+    """Sets the instance's state only if it is still one of `expected`."""
+    return compare_and_set(ctx.engine, Instance, instance_id, expected, new, **fields)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from app.models.instance import InstanceState
 from app.models.volume import VolumeState
 from app.services import storage
 from app.services.hypervisors import driver_for
-from app.services.jobs_context import JobContext
+from app.services.jobs_context import JobContext, compare_and_set
 
 log = logging.getLogger("vdc.volumes")
 V = VolumeState
@@ -28,16 +28,11 @@ IS = InstanceState
 def transition(
     ctx: JobContext, volume_id: str, expected: tuple[str, ...], new: str, **fields: object
 ) -> bool:
-    """Sets the state only if it is still one of `expected`; True when it did."""
-    values = {"state": new, "updated_at": utcnow(), "state_reason": "", **fields}
-    with ctx.engine.begin() as connection:
-        result = connection.execute(
-            sa.update(Volume)
-            .where(col(Volume.id) == volume_id)
-            .where(col(Volume.state).in_(expected))
-            .values(**values)
-        )
-    return result.rowcount == 1
+    """Sets the volume's state (and clears its reason, unless given) only if it is still
+    one of `expected`."""
+    return compare_and_set(
+        ctx.engine, Volume, volume_id, expected, new, **{"state_reason": "", **fields}
+    )
 
 
 def touch_instance(ctx: JobContext, instance_id: str) -> None:
