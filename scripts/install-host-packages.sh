@@ -6,15 +6,23 @@ set -euo pipefail
 
 # libvirt-daemon-config-nwfilter brings clean-traffic and the other filters vdc's security
 # group filters build on; iptables brings ebtables-nft, which libvirt's nwfilter runs.
+# libguestfs-tools: `vdc-manage image prepare` edits images offline with guestfish.
 packages=(
   qemu-utils qemu-system-x86 libvirt-daemon-system libvirt-daemon-config-nwfilter
   libvirt-clients libvirt-dev pkg-config dnsmasq-base dnsmasq-utils iptables gcc
-  python3-dev python3-venv iproute2 util-linux
+  python3-dev python3-venv iproute2 util-linux libguestfs-tools
 )
+# libguestfs boots its appliance with the host's kernel; a container has none in /boot.
+if ! compgen -G "/boot/vmlinuz-*" >/dev/null; then
+  packages+=("linux-image-cloud-$(dpkg --print-architecture)")
+fi
 if [[ "${1:-run}" == test ]]; then
   # PostgreSQL for the integration suite; Chromium for the web UI tests (Playwright drives
   # Debian's browser: it cannot download its own here).
   packages+=(postgresql chromium)
+  # The guest tools vdc-init's tests run it with (busybox-static, curl, wget, ssh-keygen),
+  # and e2fsprogs for test images made with mkfs.ext4 -d and read back with debugfs.
+  packages+=(busybox-static curl wget openssh-client e2fsprogs)
 fi
 
 missing=()

@@ -2,6 +2,8 @@
 
 vdc-manage account add NAME [--admin]
 vdc-manage image add local PATH --arch x86_64 --account-id a-shpoolxx --description "..."
+vdc-manage image prepare PATH --install-init --convert qcow2 --register --arch x86_64
+vdc-manage guest-script > vdc-init
 vdc-manage volume create --account-id a-xxxxxxxx --size 64M --instance-id i-xxxxxxxx --wait
 vdc-manage securitygroup create web --account-id a-xxxxxxxx --rule tcp:22,22,ip4:0.0.0.0/0
 """
@@ -16,6 +18,7 @@ import typer
 
 from app.cli.common import database, reports_errors, run_cli
 from app.cli.doctor import doctor_command
+from app.cli.image_prepare import guest_script_command, image_prepare_command
 from app.cli.keypairs import keypair_cli
 from app.cli.progress import copy_progress
 from app.cli.security_groups import securitygroup_cli
@@ -51,6 +54,8 @@ image_cli.add_typer(image_add_cli, name="add")
 cli.add_typer(keypair_cli, name="keypair", help="SSH key pairs.")
 cli.add_typer(volume_cli, name="volume")
 cli.add_typer(securitygroup_cli, name="securitygroup")
+image_cli.command("prepare")(image_prepare_command)
+cli.command("guest-script")(guest_script_command)
 cli.command("doctor")(doctor_command)
 
 # The operator acts with an admin's reach; this account is never stored.

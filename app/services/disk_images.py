@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.errors import InvalidImage
+from app.errors import Conflict, InvalidImage
 
 # Formats KVM (QEMU) boots from; anything else qemu-img might recognise is refused.
 BOOTABLE_FORMATS = frozenset(
@@ -74,6 +74,7 @@ def inspect(path: Path, qemu_img: str = "qemu-img") -> DiskInfo:
     except subprocess.TimeoutExpired as exc:
         raise InvalidImage(f"{path.name}: qemu-img took too long to read it") from exc
     if result.returncode != 0:
+        _refuse_if_locked(path, result.stderr)
         reason = result.stderr.strip().splitlines()[-1:] or ["unreadable"]
         raise InvalidImage(f"{path.name} is not a disk image qemu can read: {reason[0]}")
     info = json.loads(result.stdout)
@@ -87,6 +88,32 @@ def inspect(path: Path, qemu_img: str = "qemu-img") -> DiskInfo:
     if virtual_size <= 0:
         raise InvalidImage(f"{path.name}: virtual size is zero")
     return DiskInfo(format=fmt, virtual_size=virtual_size, file_size=file_size)
+
+
+def refuse_if_in_use(path: Path, fmt: str, qemu_io: str = "qemu-io") -> None:
+    """Refuses an image some process has open (a VM, even one using it read-only as a backing
+    file): qemu-io asks for the write lock qemu's users hold, changing nothing.
+
+    Call it after `inspect`, which has refused backing and data files: qemu-io opens those too.
+    """
+    prefix = _INFO_LIMITS if shutil.which("prlimit") else []
+    args = [*prefix, qemu_io, "-f", fmt, "-c", "quit", str(path)]
+    try:
+        result = _run(args, timeout=60)
+    except subprocess.TimeoutExpired as exc:
+        raise InvalidImage(f"{path.name}: qemu-io took too long to open it") from exc
+    if result.returncode != 0:
+        _refuse_if_locked(path, result.stderr)
+        reason = result.stderr.strip().splitlines()[:1] or ["cannot open it"]
+        raise InvalidImage(f"{path.name}: qemu cannot open it for writing: {reason[0]}")
+
+
+def _refuse_if_locked(path: Path, stderr: str) -> None:
+    if 'Failed to get "write" lock' in stderr or 'Failed to get shared "write" lock' in stderr:
+        raise Conflict(
+            f"{path.name} is in use by another process (qemu holds a lock on it: a running "
+            "VM?); stop what uses it, or work on a copy"
+        )
 
 
 def _refuse_external_references(path: Path, info: dict[str, object]) -> None:
