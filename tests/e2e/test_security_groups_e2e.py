@@ -4,7 +4,9 @@
 Three guests: A serves tcp 8080 to the members of one group; B is a member (and accepts
 ICMP from anywhere); C is not, and shares only a group of peers (like `default`) with B.
 How much reached B is read from B's own ICMP counters (/proc/net/snmp InEchos); whether
-the metadata service saw a request, from the packet counter of its DNAT rule.
+the metadata service saw a request, from the packet counter of its DNAT rule. Last, C runs
+a DHCP server of its own: B still gets its address from vdc's dnsmasq, and C's filter
+counts the DHCP packets it dropped.
 """
 
 from __future__ import annotations
@@ -146,6 +148,23 @@ ping -c 3 -W 2 {b["ip_address"]} >/dev/null 2>&1; echo "OWN-PING rc=$?"
     assert echoes_received(e2e, b) == echoes + 3  # only the pings after the MAC came back
     assert metadata_packets(e2e) == metadata
 
+    # --- (4) C runs a DHCP server: its offers never leave it, B still gets vdc's address --
+    rogue = """
+printf 'start 10.111.0.200\\nend 10.111.0.210\\ninterface eth0\\nlease_file /tmp/l\\n' > /tmp/d.conf
+printf 'opt router 10.111.0.66\\nopt subnet 255.255.255.0\\n' >> /tmp/d.conf
+touch /tmp/l && udhcpd /tmp/d.conf && echo ROGUE-UP
+"""
+    rc, output = e2e.run_in_guest(c["id"], c["ip_address"], rogue)
+    assert rc == 0 and "ROGUE-UP" in output, output
+    dropped = _dropped_dhcp(e2e, c["id"])
+    renew = "udhcpc -i eth0 -n -q -t 5 -T 2 -s /etc/udhcpc/default.script >/dev/null 2>&1; "
+    renew += "cat /run/net.env"
+    rc, output = e2e.run_in_guest(b["id"], b["ip_address"], renew, timeout=90)
+    assert rc == 0, output
+    assert f"net_ip='{b['ip_address']}'" in output and f"net_gateway='{GATEWAY}'" in output
+    # C's filter drops DHCP-server conversations both ways: B's request never reached it.
+    assert _dropped_dhcp(e2e, c["id"]) > dropped
+
     for instance in (a, b, c):
         e2e.terminate(instance["id"])
     for instance in (a, b, c):
@@ -154,3 +173,19 @@ ping -c 3 -W 2 {b["ip_address"]} >/dev/null 2>&1; echo "OWN-PING rc=$?"
     for instance in (a, b, c):
         assert instance["interfaces"][0]["id"] not in filters  # removed with the instance
     assert e2e.api.delete(f"/api/v1/security_groups/{server['id']}").status_code == 204
+
+
+def _dropped_dhcp(e2e: E2E, instance_id: str) -> int:
+    """DHCP-server packets (port 67) the guest's filter dropped, to it or from it."""
+    device = next(
+        line.split()[0]
+        for line in e2e.virsh("domiflist", instance_id).splitlines()
+        if line.strip().startswith("vnet")
+    )
+    dropped = 0
+    for chain in (f"FI-{device}", f"FO-{device}", f"HI-{device}"):
+        listing = e2e.in_namespace("iptables", "-L", chain, "-v", "-x", "-n")
+        for line in listing.splitlines():
+            if "DROP" in line and ("spt:67" in line or "dpt:67" in line):
+                dropped += int(line.split()[0])
+    return dropped
