@@ -117,6 +117,11 @@ def _disk(spec: DiskSpec) -> DomainDisk:
     )
 
 
+def interface(spec: InterfaceSpec) -> DomainInterface:
+    """A virtio NIC on a libvirt network, guarded by its nwfilter (IP given, not learnt)."""
+    return _interface(spec)
+
+
 def _interface(spec: InterfaceSpec) -> DomainInterface:
     return DomainInterface(
         mac=spec.mac,

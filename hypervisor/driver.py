@@ -27,6 +27,7 @@ from hypervisor.specs import (
     DomainSpec,
     FilterSpec,
     HostCapacity,
+    InterfaceSpec,
     NetworkSpec,
     PoolSpec,
     VolumeSpec,
@@ -379,6 +380,13 @@ class HostDriver:
         """Makes the next boot of an existing domain have these disks (a start converges a
         domain defined before a volume was attached to it while vdc was down)."""
         self.guest(domain_name).add_persistent_disks([designer.disk(disk) for disk in disks])
+
+    def ensure_persistent_filters(self, domain_name: str, interfaces: list[InterfaceSpec]) -> None:
+        """Makes the next boot of an existing domain guard its interfaces with their filters
+        (a domain defined before vdc had security groups gets them at its next start)."""
+        self.guest(domain_name).set_persistent_filters(
+            [designer.interface(interface) for interface in interfaces]
+        )
 
     def detach_disk(self, domain_name: str, serial: str, timeout: float) -> bool:
         """Detaches the volume with this serial: waits (at most `timeout` s) for a running

@@ -9,7 +9,7 @@ import libvirt
 
 from hypervisor.errors import NotFoundOnHost, translated
 from hypervisor.specs import VDC_XML_NAMESPACE, DomainInfo
-from hypervisor.xml import DomainDisk
+from hypervisor.xml import DomainDisk, DomainInterface
 from hypervisor.xml.base import parse, required_child, serialize
 
 _STATES = {
@@ -104,6 +104,28 @@ class Guest:
         for disk in missing:
             devices.append(disk.to_element())
         self._domain.connect().defineXML(serialize(root))
+
+    @translated
+    def set_persistent_filters(self, interfaces: Sequence[DomainInterface]) -> None:
+        """Gives the interfaces (matched by MAC) the filter they should have at the next
+        boot: a domain defined before its filter existed gets it when it starts again."""
+        root = parse(self._domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), "domain")
+        wanted = {i.mac: i for i in interfaces if i.mac and i.filter}
+        changed = False
+        for node in required_child(root, "devices").findall("interface"):
+            have = DomainInterface.from_element(node)
+            want = wanted.get(have.mac or "")
+            if want is None or (have.filter, have.filter_parameters) == (
+                want.filter,
+                want.filter_parameters,
+            ):
+                continue
+            for old in node.findall("filterref"):
+                node.remove(old)
+            node.append(want.to_element().find("filterref"))  # type: ignore[arg-type]
+            changed = True
+        if changed:
+            self._domain.connect().defineXML(serialize(root))
 
     @translated
     def remove_persistent_disk(self, serial: str) -> None:

@@ -95,6 +95,15 @@ def ensure_running(ctx: JobContext, loaded: Loaded) -> None:
             backing_format=image.format,
         ),
     )
+    interfaces = tuple(
+        InterfaceSpec(
+            mac=nic.mac_address,
+            network=libvirt_name(network),
+            filter=filter_names.get(nic.id),
+            ip=nic.ip_address,
+        )
+        for nic, network in loaded.interfaces
+    )
     data_disks = [
         storage.disk_spec(volume, volume_jobs.ensure_on_host(ctx, volume))
         for volume in volume_jobs.data_volumes_of(ctx, instance.id)
@@ -110,20 +119,14 @@ def ensure_running(ctx: JobContext, loaded: Loaded) -> None:
             instance_id=instance.id,
             account_id=instance.account_id,
             disks=(DiskSpec(path=disk_path, format="qcow2", target="vda"), *data_disks),
-            interfaces=tuple(
-                InterfaceSpec(
-                    mac=nic.mac_address,
-                    network=libvirt_name(network),
-                    filter=filter_names.get(nic.id),
-                    ip=nic.ip_address,
-                )
-                for nic, network in loaded.interfaces
-            ),
+            interfaces=interfaces,
             console_log=str(console_log_path(settings, instance.id)),
         )
     )
-    # A domain defined earlier gets the volumes attached since (e.g. while it was off).
+    # A domain defined earlier gets the volumes attached since (e.g. while it was off), and
+    # the filters of security groups (domains made before vdc had them).
     driver.ensure_persistent_disks(instance.id, data_disks)
+    driver.ensure_persistent_filters(instance.id, list(interfaces))
     guest.start()
 
 

@@ -63,3 +63,19 @@ def test_ensure_persistent_disks_adds_only_the_missing(driver: HostDriver) -> No
     driver.attach_disk(TEST_DOMAIN.name, first)
     driver.ensure_persistent_disks(TEST_DOMAIN.name, [first, second])
     assert [d.serial for d in persistent(driver).disks] == [None, "vol-a", "vol-b"]
+
+
+def test_a_domain_defined_without_filters_gets_them_for_its_next_boot(
+    driver: HostDriver,
+) -> None:
+    from dataclasses import replace
+
+    plain = TEST_DOMAIN.interfaces[0]
+    guarded = replace(plain, filter="vdc-vif-2mf8x0ka", ip="10.0.0.100")
+    assert persistent(driver).interfaces[0].filter is None
+    driver.ensure_persistent_filters(TEST_DOMAIN.name, [guarded])
+    driver.ensure_persistent_filters(TEST_DOMAIN.name, [guarded])  # once is enough
+    after = persistent(driver)
+    assert after.interfaces[0] == designer.interface(guarded)
+    assert after.instance is not None  # the rest of the definition is untouched
+    assert [d.target_dev for d in after.disks] == ["vda"]
