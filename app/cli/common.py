@@ -8,6 +8,7 @@ from functools import wraps
 from typing import ParamSpec, TypeVar
 
 import typer
+from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
@@ -27,7 +28,8 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turns vdc errors into one red line on stderr and exit status 1, never a traceback."""
+    """Turns vdc errors and refused options (a model's validation) into one red line on
+    stderr and exit status 1, never a traceback."""
 
     @wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -35,6 +37,8 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
             return func(*args, **kwargs)
         except AppError as exc:
             raise fail(exc.detail) from None
+        except ValidationError as exc:
+            raise fail(first_error(exc)) from None
 
     return wrapper
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from app.cli.common import database, fail, first_error, reports_errors
+from app.cli.common import database, fail, reports_errors
 from app.config import Settings
 from app.models.security_group import SecurityGroupCreate, SecurityGroupUpdate
 from app.services import security_groups
@@ -57,10 +57,7 @@ def securitygroup_create(
 ) -> None:
     """Creates a group and prints its id (sg-...)."""
     text = _rules_text(rule, rules_file)
-    try:
-        body = SecurityGroupCreate(name=name, description=description, rules_text=text)
-    except ValueError as exc:
-        raise fail(first_error(exc)) from None
+    body = SecurityGroupCreate(name=name, description=description, rules_text=text)
     with database(Settings()) as session:
         owner = get_account(session, account_id)
         group = security_groups.create_group(session, owner, body)
@@ -118,10 +115,7 @@ def securitygroup_update(
     from app.cli.manage import OPERATOR
 
     text = _rules_text(rule, rules_file)
-    try:
-        body = SecurityGroupUpdate(name=name, description=description, rules_text=text)
-    except ValueError as exc:
-        raise fail(first_error(exc)) from None
+    body = SecurityGroupUpdate(name=name, description=description, rules_text=text)
     with database(Settings()) as session:
         security_groups.update_group(session, OPERATOR, group_id, body)
     typer.echo(f"updated {group_id}")

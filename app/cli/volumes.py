@@ -14,7 +14,7 @@ import time
 
 import typer
 
-from app.cli.common import database, fail, first_error, reports_errors
+from app.cli.common import database, fail, reports_errors
 from app.config import Settings
 from app.models.volume import VolumeAttach, VolumeCreate, VolumePublic, VolumeUpdate
 from app.services import volumes
@@ -85,17 +85,14 @@ def volume_create(
 ) -> None:
     """Creates a volume and prints its id and state."""
     size_mib, size_gib = parse_size(size) if size is not None else (None, None)
-    try:
-        body = VolumeCreate(
-            size_mib=size_mib,
-            size_gib=size_gib,
-            image_id=image_id,
-            instance_id=instance_id,
-            host_node_id=host_id,
-            display_name=name,
-        )
-    except ValueError as exc:
-        raise fail(first_error(exc)) from None
+    body = VolumeCreate(
+        size_mib=size_mib,
+        size_gib=size_gib,
+        image_id=image_id,
+        instance_id=instance_id,
+        host_node_id=host_id,
+        display_name=name,
+    )
     with database(Settings()) as session:
         owner = get_account(session, account_id)
         shown = VolumePublic.of(volumes.create_volume(session, Settings(), owner, body))
@@ -166,10 +163,7 @@ def volume_attach(
     """Attaches to a running instance (live) or a stopped one (at its next boot)."""
     from app.cli.manage import OPERATOR
 
-    try:
-        body = VolumeAttach(instance_id=instance_id, device=device)
-    except ValueError as exc:
-        raise fail(first_error(exc)) from None
+    body = VolumeAttach(instance_id=instance_id, device=device)
     with database(Settings()) as session:
         shown = VolumePublic.of(volumes.attach_volume(session, OPERATOR, volume_id, body))
     _report(shown, wait, timeout)

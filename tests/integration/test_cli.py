@@ -362,3 +362,21 @@ class TestHostsNetworksInstances:
             check=False,
         )
         assert wrong.returncode == 2 and "sleeping" in wrong.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("network", "add", "bad name!", "--cidr", "10.0.0.0/24"), "name: String should match"),
+        (("host", "add", "bad name!", "--uri", "test:///default"), "name: String should match"),
+        (("volume", "create", "--account-id", "a-shpoolxx", "--size", "0M"), "size_mib"),
+        (("securitygroup", "create", "bad name!", "--account-id", "a-shpoolxx"), "name:"),
+    ],
+)
+def test_refused_options_are_one_line_not_a_traceback(
+    settings: Settings, args: tuple[str, ...], words: str
+) -> None:
+    result = run(settings, "vdc-manage", *args, check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and words in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
