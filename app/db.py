@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, create_engine
+from starlette.requests import Request
 
 from app.config import Settings
 
@@ -47,3 +48,10 @@ def session_scope(engine: sa.Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A request's session (a FastAPI dependency of the API and the web UI alike), on the
+    engine the app was built with."""
+    with Session(request.app.state.engine, expire_on_commit=False) as session:
+        yield session

@@ -13,8 +13,9 @@ import sqlalchemy as sa
 
 from app.config import Settings
 from app.models import Job
-from app.services import jobs, lifecycle, sync
-from app.services.lifecycle import JobContext
+from app.services import jobs
+from app.services.compute import lifecycle, sync
+from app.services.jobs_context import JobContext
 from hypervisor.errors import HostUnreachable
 
 log = logging.getLogger("vdc.worker")

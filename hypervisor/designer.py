@@ -205,7 +205,7 @@ def network(spec: NetworkSpec, hosts: Iterable[DhcpHost] = ()) -> Network:
     return Network(
         name=spec.name,
         # "none" is an isolated network: no <forward> at all. Beware: dnsmasq then sends an
-        # empty router option, so guests get no default route (see ARCHITECTURE.md).
+        # empty router option, so guests get no default route (docs/architecture.md).
         forward_mode=None if spec.forward == "none" else spec.forward,
         bridge=spec.bridge,
         # STP on with no forward delay: loops are caught, yet a new guest's port forwards

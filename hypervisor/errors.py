@@ -74,3 +74,14 @@ def translated(func: Callable[P, R]) -> Callable[P, R]:
             raise translate(error) from error
 
     return wrapper
+
+
+def absent_if_missing(call: Callable[[], R], *missing: int) -> R | None:
+    """`call()`, or None when libvirt answers with one of the `missing` error codes: for
+    idempotent steps, a thing that is not there is simply absent, not a failure."""
+    try:
+        return call()
+    except libvirt.libvirtError as error:
+        if error.get_error_code() in missing:
+            return None
+        raise

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import libvirt
 
-from hypervisor.errors import NotFoundOnHost, translated
+from hypervisor.errors import NotFoundOnHost, absent_if_missing, translated
 from hypervisor.specs import VDC_XML_NAMESPACE, DomainInfo
 from hypervisor.xml import DomainDisk, DomainInterface
 from hypervisor.xml.base import parse, required_child, serialize
@@ -26,6 +26,9 @@ _STATES = {
 class Guest:
     def __init__(self, domain: libvirt.virDomain) -> None:
         self._domain = domain
+
+    def __repr__(self) -> str:
+        return f"<Guest {self.name}>"
 
     @property
     def name(self) -> str:
@@ -191,9 +194,7 @@ class Guest:
 
 
 def lookup(connection: libvirt.virConnect, name: str) -> Guest:
-    try:
-        return Guest(connection.lookupByName(name))
-    except libvirt.libvirtError as error:
-        if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-            raise NotFoundOnHost(f"domain {name} not found") from error
-        raise
+    domain = absent_if_missing(lambda: connection.lookupByName(name), libvirt.VIR_ERR_NO_DOMAIN)
+    if domain is None:
+        raise NotFoundOnHost(f"domain {name} not found")
+    return Guest(domain)

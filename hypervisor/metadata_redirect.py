@@ -1,5 +1,6 @@
 """Guests ask 169.254.169.254:80; on the host, that is sent to vdc's metadata listener at the
-network's gateway address, keeping the guest's source address (ARCHITECTURE.md).
+network's gateway address, keeping the guest's source address (docs/architecture.md,
+"The metadata path").
 
 libvirt has no call for a DNAT rule, so this is plain iptables, run (argument lists only)
 on the host vdc itself runs on, in the network namespace of the bridges. Remote hosts get

@@ -14,14 +14,11 @@ from app.models import (
     SshKeyPair,
     Volume,
 )
-from app.models.instance import InstanceState
+from app.models.instance import GONE_STATES
+from app.models.lookups import interfaces_with_networks
 from app.models.volume import VolumeState
-from app.services.instances import interfaces_with_networks
 from metadata.resolver import Lease
 from metadata.tree import InstanceFacts, Interface
-
-# Instances that can be asking: a terminated one's address may already be someone else's.
-DEAD = (InstanceState.terminated, InstanceState.shuttingdown)
 
 
 def lease_for(session: Session, ip: str) -> Lease | None:
@@ -37,7 +34,7 @@ def lease_for(session: Session, ip: str) -> Lease | None:
         .join(Network, col(Network.id) == NetworkInterface.network_id)
         .join(Instance, col(Instance.id) == NetworkInterface.instance_id)
         .where(NetworkInterface.ip_address == ip)
-        .where(col(Instance.state).not_in(DEAD))
+        .where(col(Instance.state).not_in(GONE_STATES))
     ).first()
     if row is None:
         return None
@@ -52,7 +49,7 @@ def lease_for(session: Session, ip: str) -> Lease | None:
 
 def gather(session: Session, instance_id: str, region: str) -> InstanceFacts | None:
     instance = session.get(Instance, instance_id)
-    if instance is None or instance.state in DEAD:
+    if instance is None or instance.state in GONE_STATES:
         return None
     image = session.get(Image, instance.image_id)
     rows = interfaces_with_networks(session, instance_id)

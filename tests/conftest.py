@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from app.config import Settings
 from app.db import make_engine, session_scope
 from app.main import create_app
 from app.migrations import upgrade
-from app.services import accounts
+from app.services.identity import accounts
 
 POSTGRES_URL = os.environ.get("VDC_TEST_POSTGRES_URL", "")
 
@@ -70,9 +71,24 @@ def postgres_template() -> Iterator[str]:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     upgrade(make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False))
     yield name
-    with engine.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    _drop_database(engine, name)
     engine.dispose()
+
+
+def _drop_database(engine: sa.Engine, name: str) -> None:
+    """DROP ... WITH (FORCE) ends our own leftover sessions, but may not end an autovacuum
+    worker that just started on the new database (it is the superuser's); it is gone in a
+    moment, so try again rather than fail a passing test in its teardown."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except sa.exc.ProgrammingError as error:
+            if "pg_signal_backend" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 @pytest.fixture
@@ -89,8 +105,7 @@ def postgres_url(postgres_template: str) -> Iterator[str]:
     with engine.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"'))
     yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    with engine.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    _drop_database(engine, name)
     engine.dispose()
 
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter, status
 from app.api.deps import AdminAccount, CurrentAccount, SessionDep
 from app.models.account import AccountCreate, AccountPublic, AccountWithKey
 from app.models.common import Page
-from app.services import accounts
+from app.services.identity import accounts
 
 router = APIRouter(prefix="/accounts", tags=["accounts"])
 

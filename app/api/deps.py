@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -10,9 +9,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
 from app.config import Settings
+from app.db import get_session
 from app.errors import Forbidden, Unauthorized
 from app.models import Account
-from app.services import accounts
+from app.services.identity import accounts
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer vdc_...`")
 
@@ -20,11 +20,6 @@ _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: 
 def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
-
-
-def get_session(request: Request) -> Iterator[Session]:
-    with Session(request.app.state.engine, expire_on_commit=False) as session:
-        yield session
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

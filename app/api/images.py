@@ -11,9 +11,10 @@ from app.api.paging import PageDep
 from app.errors import Forbidden
 from app.models.common import Page
 from app.models.image import Image, ImagePublic, ImageUpdate
-from app.services import images
-from app.services.images import ImageSpec
-from app.services.uploads import register_upload
+from app.services import access
+from app.services.images import images
+from app.services.images.images import ImageSpec
+from app.services.images.uploads import register_upload
 
 router = APIRouter(prefix="/images", tags=["images"])
 
@@ -90,7 +91,7 @@ async def upload_image(
 
 @router.get("/{image_id}", response_model=ImagePublic)
 def show_image(image_id: str, session: SessionDep, account: CurrentAccount) -> ImagePublic:
-    return _public(images.get_image(session, account, image_id))
+    return _public(access.get(session, account, Image, image_id))
 
 
 @router.patch("/{image_id}", response_model=ImagePublic)

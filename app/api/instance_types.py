@@ -7,7 +7,7 @@ from fastapi import APIRouter, status
 from app.api.deps import AdminAccount, CurrentAccount, SessionDep
 from app.models.common import Page
 from app.models.instance_type import InstanceTypeCreate, InstanceTypePublic, InstanceTypeUpdate
-from app.services import instance_types
+from app.services.compute import instance_types
 
 router = APIRouter(prefix="/instance_types", tags=["instance types"])
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, status
 
 from app.api.deps import CurrentAccount, SessionDep, SettingsDep
 from app.api.paging import PageDep
+from app.models import Instance
 from app.models.common import Page
 from app.models.instance import (
     ConsoleOutput,
@@ -17,7 +18,9 @@ from app.models.instance import (
     InstanceUpdate,
 )
 from app.models.volume import VolumePublic
-from app.services import instances, volumes
+from app.services import access
+from app.services.compute import instances
+from app.services.storage import volumes
 
 router = APIRouter(prefix="/instances", tags=["instances"])
 
@@ -61,7 +64,7 @@ def list_instances(
 
 @router.get("/{instance_id}", response_model=InstancePublic)
 def show(instance_id: str, session: SessionDep, account: CurrentAccount) -> InstancePublic:
-    return _one(session, instances.get_instance(session, account, instance_id))
+    return _one(session, access.get(session, account, Instance, instance_id))
 
 
 @router.patch("/{instance_id}", response_model=InstancePublic)
@@ -104,7 +107,7 @@ def console(
     instance_id: str, session: SessionDep, settings: SettingsDep, account: CurrentAccount
 ) -> ConsoleOutput:
     """The serial console output (the last 64 KiB)."""
-    return instances.console_output(settings, instances.get_instance(session, account, instance_id))
+    return instances.console_output(settings, access.get(session, account, Instance, instance_id))
 
 
 @router.get("/{instance_id}/volumes", response_model=list[VolumePublic])

@@ -16,7 +16,8 @@ from app.models.keypair import (
     KeyPairWithPrivateKey,
     SshKeyPair,
 )
-from app.services import keypairs
+from app.services import access
+from app.services.identity import keypairs
 
 router = APIRouter(prefix="/ssh_key_pairs", tags=["ssh key pairs"])
 
@@ -59,7 +60,7 @@ def generate_keypair(
 
 @router.get("/{keypair_id}", response_model=KeyPairPublic)
 def show_keypair(keypair_id: str, session: SessionDep, account: CurrentAccount) -> KeyPairPublic:
-    return _public(keypairs.get_keypair(session, account, keypair_id))
+    return _public(access.get(session, account, SshKeyPair, keypair_id))
 
 
 @router.delete("/{keypair_id}", status_code=status.HTTP_204_NO_CONTENT)

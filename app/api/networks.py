@@ -6,9 +6,11 @@ from fastapi import APIRouter, status
 
 from app.api.deps import AdminAccount, CurrentAccount, SessionDep
 from app.api.paging import PageDep
+from app.models import Network
 from app.models.common import Page
 from app.models.network import NetworkCreate, NetworkPublic, NetworkUpdate
-from app.services import networks
+from app.services import access
+from app.services.network import networks
 
 router = APIRouter(prefix="/networks", tags=["networks"])
 
@@ -31,7 +33,7 @@ def create_network(body: NetworkCreate, session: SessionDep, _admin: AdminAccoun
 
 @router.get("/{network_id}", response_model=NetworkPublic)
 def show_network(network_id: str, session: SessionDep, account: CurrentAccount) -> NetworkPublic:
-    return networks.public(session, [networks.get_network(session, account, network_id)])[0]
+    return networks.public(session, [access.get(session, account, Network, network_id)])[0]
 
 
 @router.patch("/{network_id}", response_model=NetworkPublic)

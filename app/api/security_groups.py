@@ -15,7 +15,8 @@ from app.models.security_group import (
     SecurityGroupPublic,
     SecurityGroupUpdate,
 )
-from app.services import security_groups
+from app.services import access
+from app.services.network import security_groups
 
 router = APIRouter(prefix="/security_groups", tags=["security groups"])
 
@@ -56,7 +57,7 @@ def create_group(
 
 @router.get("/{group_id}", response_model=SecurityGroupPublic)
 def show_group(group_id: str, session: SessionDep, account: CurrentAccount) -> SecurityGroupPublic:
-    return _one(session, security_groups.get_group(session, account, group_id))
+    return _one(session, access.get(session, account, SecurityGroup, group_id))
 
 
 @router.patch("/{group_id}", response_model=SecurityGroupPublic)

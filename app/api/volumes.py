@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, status
 
 from app.api.deps import CurrentAccount, SessionDep, SettingsDep
 from app.api.paging import PageDep
+from app.models import Volume
 from app.models.common import Page
 from app.models.volume import (
     VolumeAttach,
@@ -16,7 +17,8 @@ from app.models.volume import (
     VolumeState,
     VolumeUpdate,
 )
-from app.services import volumes
+from app.services import access
+from app.services.storage import volumes
 
 router = APIRouter(prefix="/volumes", tags=["volumes"])
 
@@ -57,7 +59,7 @@ def list_volumes(
 
 @router.get("/{volume_id}", response_model=VolumePublic)
 def show_volume(volume_id: str, session: SessionDep, account: CurrentAccount) -> VolumePublic:
-    return VolumePublic.of(volumes.get_volume(session, account, volume_id))
+    return VolumePublic.of(access.get(session, account, Volume, volume_id))
 
 
 @router.patch("/{volume_id}", response_model=VolumePublic)

@@ -1,11 +1,12 @@
-"""What both command-line tools share: settings, a database session, error printing."""
+"""What both command-line tools share: settings, a database session, error printing, and
+the operator's identity and printers for every `vdc-manage` command group."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -17,9 +18,26 @@ from app.config import Settings
 from app.db import engine_for, session_scope
 from app.errors import AppError
 from app.migrations import current_revision, head_revision
+from app.models import Account
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+# vdc-manage acts with an admin's reach; this account is never stored.
+OPERATOR = Account(id="a-operator", name="vdc-manage", is_admin=True)
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
+    typer.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for row in rows:
+        typer.echo("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
+
+
+def print_record(record: dict[str, Any]) -> None:
+    width = max(len(key) for key in record)
+    for key, value in record.items():
+        typer.echo(f"{key.ljust(width)}  {value}")
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

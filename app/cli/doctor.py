@@ -7,7 +7,7 @@ import json
 
 import typer
 
-from app.cli.common import database, reports_errors
+from app.cli.common import database, print_table, reports_errors
 from app.config import Settings
 from app.services import doctor
 
@@ -30,8 +30,6 @@ def doctor_command(
     elif not findings:
         typer.echo("no differences: every host and the data dir match the database")
     else:
-        from app.cli.manage import _print_table
-
-        _print_table([vars(f) for f in findings], ["where", "kind", "name", "problem"])
+        print_table([vars(f) for f in findings], ["where", "kind", "name", "problem"])
     if findings:
         raise typer.Exit(1)

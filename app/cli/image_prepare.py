@@ -17,11 +17,11 @@ from app.cli.progress import copy_progress
 from app.config import KNOWN_ARCHES, Settings
 from app.guest import vdc_init_script, vdc_init_unit
 from app.ids import SHARED_ACCOUNT_ID
-from app.services import image_prepare, images
-from app.services.accounts import get_account
-from app.services.disk_images import CONVERSION_TARGETS
-from app.services.image_prepare import PrepareOptions, PrepareReport
-from app.services.images import ImageSpec
+from app.services.identity.accounts import get_account
+from app.services.images import images, prepare
+from app.services.images.disk_images import CONVERSION_TARGETS
+from app.services.images.images import ImageSpec
+from app.services.images.prepare import PrepareOptions, PrepareReport
 
 
 @reports_errors
@@ -78,14 +78,14 @@ def image_prepare_command(
             is_public=is_public,
         )
         _check_registration(settings, path, spec)  # before minutes of work, not after
-    info = image_prepare.check_image(settings, path)
+    info = prepare.check_image(settings, path)
     if convert is not None and convert != info.format:
-        target = image_prepare.converted_path(path, convert)
+        target = prepare.converted_path(path, convert)
         if target.exists():
             raise fail(f"{target} exists already: --convert will not overwrite it")
 
     typer.secho(f"preparing {path} ({info.format}); starting the libguestfs appliance...", err=True)
-    report = image_prepare.prepare(settings, path, options, info)
+    report = prepare.prepare(settings, path, options, info)
     _print_report(report)
 
     result = path
@@ -93,7 +93,7 @@ def image_prepare_command(
         typer.echo(f"already {convert}: nothing to convert")
     elif convert is not None:
         with copy_progress() as progress:
-            result = image_prepare.convert(settings, path, info, convert, progress)
+            result = prepare.convert(settings, path, info, convert, progress)
         typer.echo(f"converted to {convert}: {result}")
     if spec is not None:
         with database(settings) as session, copy_progress() as progress:

@@ -12,15 +12,15 @@ from typing import TextIO
 
 import typer
 
-from app.cli.common import database, fail, reports_errors
+from app.cli.common import OPERATOR, database, fail, print_record, print_table, reports_errors
 from app.config import Settings
+from app.models import SshKeyPair
 from app.models.keypair import KeyPairPublic
-from app.services import keypairs
-from app.services.accounts import get_account
+from app.services import access
+from app.services.identity import keypairs
+from app.services.identity.accounts import get_account
 from app.services.listing import MAX_LIMIT, PageRequest
 
-# app.cli.manage mounts this app, so its OPERATOR and printers are imported inside each
-# command: importing them here would be circular.
 keypair_cli = typer.Typer(help="SSH key pairs.", no_args_is_help=True)
 
 COLUMNS = ["id", "account_id", "name", "key_type", "fingerprint"]
@@ -108,35 +108,29 @@ def keypair_list(
     account_id: str | None = typer.Option(None, "--account-id", help="Only this account's."),
 ) -> None:
     """Key pairs of every account (or of one), with their fingerprints."""
-    from app.cli.manage import OPERATOR, _print_table
-
     with database(Settings()) as session:
         owner_id = get_account(session, account_id).id if account_id else None
         rows, _ = keypairs.list_keypairs(
             session, OPERATOR, PageRequest(limit=MAX_LIMIT), account_id=owner_id
         )
         table = [r.model_dump() for r in rows]
-    _print_table(table, COLUMNS)
+    print_table(table, COLUMNS)
 
 
 @keypair_cli.command("show")
 @reports_errors
 def keypair_show(keypair_id: str) -> None:
     """One key pair, with its whole public key line."""
-    from app.cli.manage import OPERATOR, _print_record
-
     with database(Settings()) as session:
-        keypair = keypairs.get_keypair(session, OPERATOR, keypair_id)
+        keypair = access.get(session, OPERATOR, SshKeyPair, keypair_id)
         shown = KeyPairPublic.model_validate(keypair, from_attributes=True)
-    _print_record(shown.model_dump(mode="json"))
+    print_record(shown.model_dump(mode="json"))
 
 
 @keypair_cli.command("del")
 @reports_errors
 def keypair_del(keypair_id: str) -> None:
     """Deletes a key pair (refused while a live instance uses it)."""
-    from app.cli.manage import OPERATOR
-
     with database(Settings()) as session:
         keypairs.delete_keypair(session, OPERATOR, keypair_id)
     typer.echo(f"deleted {keypair_id}")

@@ -15,7 +15,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from app.services.disk_images import ProgressCallback
+from app.services.images.disk_images import ProgressCallback
 
 
 @contextmanager

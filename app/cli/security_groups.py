@@ -10,15 +10,15 @@ from pathlib import Path
 
 import typer
 
-from app.cli.common import database, fail, reports_errors
+from app.cli.common import OPERATOR, database, fail, print_record, print_table, reports_errors
 from app.config import Settings
+from app.models import SecurityGroup
 from app.models.security_group import SecurityGroupCreate, SecurityGroupUpdate
-from app.services import security_groups
-from app.services.accounts import get_account
+from app.services import access
+from app.services.identity.accounts import get_account
 from app.services.listing import MAX_LIMIT, PageRequest
+from app.services.network import security_groups
 
-# app.cli.manage mounts this app, so its OPERATOR and printers are imported inside each
-# command: importing them here would be circular.
 securitygroup_cli = typer.Typer(
     help="Security groups (inbound rules; anti-spoofing is always on).", no_args_is_help=True
 )
@@ -69,8 +69,6 @@ def securitygroup_create(
 def securitygroup_list(
     account_id: str | None = typer.Option(None, "--account-id", help="Only this account's."),
 ) -> None:
-    from app.cli.manage import OPERATOR, _print_table
-
     with database(Settings()) as session:
         owner_id = get_account(session, account_id).id if account_id else None
         rows, _ = security_groups.list_groups(
@@ -80,22 +78,20 @@ def securitygroup_list(
             {**g.model_dump(), "rules": len(g.rules), "members": len(g.instance_ids)}
             for g in security_groups.public(session, rows)
         ]
-    _print_table(table, ["id", "account_id", "name", "rules", "members"])
+    print_table(table, ["id", "account_id", "name", "rules", "members"])
 
 
 @securitygroup_cli.command("show")
 @reports_errors
 def securitygroup_show(group_id: str) -> None:
     """A group, its members, and its rules in Wakame-vdc's form."""
-    from app.cli.manage import OPERATOR, _print_record
-
     with database(Settings()) as session:
         shown = security_groups.public(
-            session, [security_groups.get_group(session, OPERATOR, group_id)]
+            session, [access.get(session, OPERATOR, SecurityGroup, group_id)]
         )[0]
     record = shown.model_dump(mode="json", exclude={"rules", "rules_text"})
     record["instance_ids"] = " ".join(shown.instance_ids)
-    _print_record(record)
+    print_record(record)
     typer.echo("rules:")
     for line in shown.rules_text.splitlines():
         typer.echo(f"  {line}")
@@ -112,8 +108,6 @@ def securitygroup_update(
 ) -> None:
     """Renames and/or replaces the rules; running members follow within seconds (when
     `vdc serve` runs)."""
-    from app.cli.manage import OPERATOR
-
     text = _rules_text(rule, rules_file)
     body = SecurityGroupUpdate(name=name, description=description, rules_text=text)
     with database(Settings()) as session:
@@ -125,8 +119,6 @@ def securitygroup_update(
 @reports_errors
 def securitygroup_del(group_id: str) -> None:
     """Deletes a group (not `default`, not one in use or named by another group's rule)."""
-    from app.cli.manage import OPERATOR
-
     with database(Settings()) as session:
         security_groups.delete_group(session, OPERATOR, group_id)
     typer.echo(f"deleted {group_id}")

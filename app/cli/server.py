@@ -13,7 +13,8 @@ from app.config import Settings, split_bind
 from app.db import engine_for, session_scope
 from app.listeners import run_listeners
 from app.migrations import current_revision, head_revision, upgrade
-from app.services import accounts, images
+from app.services.identity import accounts
+from app.services.images import images
 from metadata.app import create_metadata_app
 
 cli = typer.Typer(help="The vdc control plane server.", no_args_is_help=True, add_completion=False)

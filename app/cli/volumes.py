@@ -14,15 +14,15 @@ import time
 
 import typer
 
-from app.cli.common import database, fail, reports_errors
+from app.cli.common import OPERATOR, database, fail, print_record, print_table, reports_errors
 from app.config import Settings
+from app.models import Volume
 from app.models.volume import VolumeAttach, VolumeCreate, VolumePublic, VolumeUpdate
-from app.services import volumes
-from app.services.accounts import get_account
+from app.services import access
+from app.services.identity.accounts import get_account
 from app.services.listing import MAX_LIMIT, PageRequest
+from app.services.storage import volumes
 
-# app.cli.manage mounts this app, so its OPERATOR and printers are imported inside each
-# command: importing them here would be circular.
 volume_cli = typer.Typer(help="Volumes (attach to running instances).", no_args_is_help=True)
 
 COLUMNS = ["id", "account_id", "state", "size_mib", "host_node_id", "instance_id", "device"]
@@ -40,12 +40,10 @@ def parse_size(text: str) -> tuple[int | None, int | None]:
 
 
 def _wait(volume_id: str, timeout: float) -> VolumePublic:
-    from app.cli.manage import OPERATOR
-
     deadline = time.monotonic() + timeout
     while True:
         with database(Settings()) as session:
-            shown = VolumePublic.of(volumes.get_volume(session, OPERATOR, volume_id))
+            shown = VolumePublic.of(access.get(session, OPERATOR, Volume, volume_id))
         if shown.state in SETTLED:
             return shown
         if time.monotonic() > deadline:
@@ -106,8 +104,6 @@ def volume_list(
     instance_id: str | None = typer.Option(None, "--instance-id"),
     state: str | None = typer.Option(None, "--state"),
 ) -> None:
-    from app.cli.manage import OPERATOR, _print_table
-
     with database(Settings()) as session:
         owner_id = get_account(session, account_id).id if account_id else None
         rows, _ = volumes.list_volumes(
@@ -119,17 +115,15 @@ def volume_list(
             state=state,
         )
         table = [VolumePublic.of(r).model_dump() for r in rows]
-    _print_table(table, COLUMNS)
+    print_table(table, COLUMNS)
 
 
 @volume_cli.command("show")
 @reports_errors
 def volume_show(volume_id: str) -> None:
-    from app.cli.manage import OPERATOR, _print_record
-
     with database(Settings()) as session:
-        shown = VolumePublic.of(volumes.get_volume(session, OPERATOR, volume_id))
-    _print_record(shown.model_dump(mode="json"))
+        shown = VolumePublic.of(access.get(session, OPERATOR, Volume, volume_id))
+    print_record(shown.model_dump(mode="json"))
 
 
 @volume_cli.command("update")
@@ -143,8 +137,6 @@ def volume_update(
         help="What terminating its instance does to it.",
     ),
 ) -> None:
-    from app.cli.manage import OPERATOR
-
     body = VolumeUpdate(display_name=name, delete_on_termination=delete_on_termination)
     with database(Settings()) as session:
         volumes.update_volume(session, OPERATOR, volume_id, body)
@@ -161,8 +153,6 @@ def volume_attach(
     timeout: float = TIMEOUT,
 ) -> None:
     """Attaches to a running instance (live) or a stopped one (at its next boot)."""
-    from app.cli.manage import OPERATOR
-
     body = VolumeAttach(instance_id=instance_id, device=device)
     with database(Settings()) as session:
         shown = VolumePublic.of(volumes.attach_volume(session, OPERATOR, volume_id, body))
@@ -173,8 +163,6 @@ def volume_attach(
 @reports_errors
 def volume_detach(volume_id: str, wait: bool = WAIT, timeout: float = TIMEOUT) -> None:
     """Detaches; a running guest must release the disk within VDC_DETACH_TIMEOUT seconds."""
-    from app.cli.manage import OPERATOR
-
     with database(Settings()) as session:
         shown = VolumePublic.of(volumes.detach_volume(session, OPERATOR, volume_id))
     _report(shown, wait, timeout)
@@ -184,8 +172,6 @@ def volume_detach(volume_id: str, wait: bool = WAIT, timeout: float = TIMEOUT) -
 @reports_errors
 def volume_del(volume_id: str, wait: bool = WAIT, timeout: float = TIMEOUT) -> None:
     """Deletes an available volume (detach it first)."""
-    from app.cli.manage import OPERATOR
-
     with database(Settings()) as session:
         shown = VolumePublic.of(volumes.delete_volume(session, OPERATOR, volume_id))
     _report(shown, wait, timeout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
@@ -10,6 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Dialect
 
 T = TypeVar("T")
+E = TypeVar("E", bound=StrEnum)
 
 
 def utcnow() -> datetime:
@@ -35,6 +37,30 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
 
 def timestamp_column(nullable: bool = False, **kwargs: Any) -> sa.Column[datetime]:
     return sa.Column(UTCDateTime(), nullable=nullable, **kwargs)
+
+
+class StrEnumType(sa.types.TypeDecorator[E]):
+    """A state enum stored as its plain string (VARCHAR): the schema keeps a string column, with
+    no database enum type to migrate when a state is added, and the code reads typed states."""
+
+    impl = sa.String
+    cache_ok = True
+
+    def __init__(self, enum: type[E], length: int = 16) -> None:
+        super().__init__(length)
+        self.enum = enum
+        self.length = length
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        # Plain strings pass too: a list filter `?state=nonsense` matches nothing, as before.
+        return None if value is None else str(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> E | None:
+        return None if value is None else self.enum(value)
+
+
+def state_column(enum: type[StrEnum], *, index: bool = False) -> sa.Column[Any]:
+    return sa.Column(StrEnumType(enum), nullable=False, index=index)
 
 
 class Page(BaseModel, Generic[T]):

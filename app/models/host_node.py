@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from pydantic import Field as PydanticField
 from sqlmodel import Field, SQLModel
 
-from app.models.common import timestamp_column, utcnow
+from app.models.common import state_column, timestamp_column, utcnow
 
 
 class HostStatus(StrEnum):
@@ -30,7 +30,7 @@ class HostNode(HostNodeBase, table=True):
     __tablename__ = "host_nodes"
 
     id: str = Field(primary_key=True, max_length=32)
-    status: str = Field(default=HostStatus.offline, max_length=16)
+    status: HostStatus = Field(default=HostStatus.offline, sa_column=state_column(HostStatus))
     status_reason: str = Field(default="", max_length=1024)
     last_seen_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())

@@ -13,7 +13,7 @@ from pydantic import BaseModel, model_validator
 from pydantic import Field as PydanticField
 from sqlmodel import Field, SQLModel
 
-from app.models.common import timestamp_column, utcnow
+from app.models.common import state_column, timestamp_column, utcnow
 from app.models.volume import MAX_LAUNCH_VOLUMES, LaunchVolume
 
 MAX_USER_DATA = 16 * 1024
@@ -32,6 +32,11 @@ class InstanceState(StrEnum):
     error = "error"
 
 
+# An instance in these states is leaving or gone: it is nobody's group member any more, and
+# its address may already be another instance's.
+GONE_STATES = (InstanceState.shuttingdown, InstanceState.terminated)
+
+
 class Instance(SQLModel, table=True):
     __tablename__ = "instances"
 
@@ -47,7 +52,9 @@ class Instance(SQLModel, table=True):
     host_node_id: str | None = Field(
         default=None, foreign_key="host_nodes.id", index=True, max_length=32
     )
-    state: str = Field(default=InstanceState.pending, index=True, max_length=16)
+    state: InstanceState = Field(
+        default=InstanceState.pending, sa_column=state_column(InstanceState, index=True)
+    )
     state_reason: str = Field(default="", max_length=2048)
     user_data: bytes | None = Field(
         default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True)

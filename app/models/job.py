@@ -8,7 +8,7 @@ from enum import StrEnum
 
 from sqlmodel import Field, SQLModel
 
-from app.models.common import timestamp_column, utcnow
+from app.models.common import state_column, timestamp_column, utcnow
 
 
 class JobState(StrEnum):
@@ -27,7 +27,7 @@ class Job(SQLModel, table=True):
     # Volume jobs name their volume; attach and detach also name the instance, so they run
     # in order with its other jobs (an attach queued before a stop runs first).
     volume_id: str | None = Field(default=None, index=True, max_length=32)
-    state: str = Field(default=JobState.queued, index=True, max_length=16)
+    state: JobState = Field(default=JobState.queued, sa_column=state_column(JobState, index=True))
     attempts: int = 0
     lease_owner: str | None = Field(default=None, max_length=64)
     lease_expires_at: datetime | None = Field(

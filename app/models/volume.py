@@ -13,7 +13,7 @@ from pydantic import BaseModel, model_validator
 from pydantic import Field as PydanticField
 from sqlmodel import Field, SQLModel
 
-from app.models.common import timestamp_column, utcnow
+from app.models.common import state_column, timestamp_column, utcnow
 
 MIB = 1024**2
 GIB = 1024**3
@@ -47,7 +47,9 @@ class Volume(SQLModel, table=True):
     host_node_id: str | None = Field(
         default=None, foreign_key="host_nodes.id", index=True, max_length=32
     )
-    state: str = Field(default=VolumeState.creating, index=True, max_length=16)
+    state: VolumeState = Field(
+        default=VolumeState.creating, sa_column=state_column(VolumeState, index=True)
+    )
     state_reason: str = Field(default="", max_length=2048)
     instance_id: str | None = Field(
         default=None, foreign_key="instances.id", index=True, max_length=32

@@ -20,15 +20,15 @@ from app.config import Settings
 from app.models import HostNode, Image, Instance, Network, NetworkInterface, Volume
 from app.models.instance import InstanceState
 from app.models.volume import VolumeState
-from app.services import filters, storage
 from app.services.hypervisors import driver_for
-from app.services.networks import libvirt_name
+from app.services.network import nwfilters
+from app.services.network.networks import libvirt_name
+from app.services.storage import pools
 from hypervisor.driver import HostDriver
 from hypervisor.errors import HypervisorError
 
-IS, VS = InstanceState, VolumeState
-SETTLED_INSTANCE = (IS.running, IS.stopped)
-SETTLED_VOLUME = (VS.available, VS.attached)
+SETTLED_INSTANCE = (InstanceState.running, InstanceState.stopped)
+SETTLED_VOLUME = (VolumeState.available, VolumeState.attached)
 
 
 @dataclass(frozen=True, order=True)
@@ -53,7 +53,7 @@ def examine(session: Session, settings: Settings) -> list[Finding]:
 def _examine_host(session: Session, host: HostNode, driver: HostDriver) -> list[Finding]:
     where = host.name
     instances = list(session.exec(select(Instance).where(Instance.host_node_id == host.id)))
-    live = {i.id: i for i in instances if i.state != IS.terminated}
+    live = {i.id: i for i in instances if i.state != InstanceState.terminated}
     settled = {i.id for i in live.values() if i.state in SETTLED_INSTANCE}
     found: list[Finding] = []
 
@@ -65,7 +65,7 @@ def _examine_host(session: Session, host: HostNode, driver: HostDriver) -> list[
     found += [Finding(where, "domain", i, "missing") for i in sorted(settled - set(domains))]
 
     expected_volumes, settled_volumes = _expected_volumes(session, host, live, settled)
-    for pool in (storage.INSTANCE_POOL, storage.VOLUME_POOL):
+    for pool in (pools.INSTANCE_POOL, pools.VOLUME_POOL):
         present = {(pool, name) for name in driver.list_volumes(pool)}
         found += [
             Finding(where, "volume", f"{p}/{n}", "orphan")
@@ -102,8 +102,8 @@ def _examine_host(session: Session, host: HostNode, driver: HostDriver) -> list[
 
     if driver.has_nwfilter():
         present_filters = set(driver.list_filters("vdc-vif-"))
-        wanted_filters = {filters.filter_name(nic) for nic, _ in nics}
-        settled_filters = {filters.filter_name(n) for n, _ in nics if n.instance_id in settled}
+        wanted_filters = {nwfilters.filter_name(nic) for nic, _ in nics}
+        settled_filters = {nwfilters.filter_name(n) for n, _ in nics if n.instance_id in settled}
         found += [
             Finding(where, "filter", f, "orphan") for f in sorted(present_filters - wanted_filters)
         ]
@@ -119,25 +119,25 @@ def _expected_volumes(
 ) -> tuple[dict[str, set[tuple[str, str]]], dict[str, set[tuple[str, str]]]]:
     """Per pool: the volumes that may be there, and those that must be."""
     may: dict[str, set[tuple[str, str]]] = {
-        storage.INSTANCE_POOL: set(),
-        storage.VOLUME_POOL: set(),
+        pools.INSTANCE_POOL: set(),
+        pools.VOLUME_POOL: set(),
     }
     must: dict[str, set[tuple[str, str]]] = {
-        storage.INSTANCE_POOL: set(),
-        storage.VOLUME_POOL: set(),
+        pools.INSTANCE_POOL: set(),
+        pools.VOLUME_POOL: set(),
     }
     for instance_id in live:
-        entry = (storage.INSTANCE_POOL, storage.root_volume_name(instance_id))
-        may[storage.INSTANCE_POOL].add(entry)
+        entry = (pools.INSTANCE_POOL, pools.root_volume_name(instance_id))
+        may[pools.INSTANCE_POOL].add(entry)
         if instance_id in settled:
-            must[storage.INSTANCE_POOL].add(entry)
+            must[pools.INSTANCE_POOL].add(entry)
     for volume in session.exec(
         select(Volume)
         .where(Volume.host_node_id == host.id)
         .where(col(Volume.boot).is_(False))
-        .where(col(Volume.state) != VS.deleted)
+        .where(col(Volume.state) != VolumeState.deleted)
     ):
-        pool, name = storage.location(volume)
+        pool, name = pools.location(volume)
         may[pool].add((pool, name))
         if volume.state in SETTLED_VOLUME:
             must[pool].add((pool, name))
@@ -170,7 +170,9 @@ def _examine_data_dir(session: Session, settings: Settings) -> list[Finding]:
         Finding("data dir", "image file", n, "missing") for n in sorted(image_files - on_disk)
     ]
     if settings.console_dir.is_dir():
-        live = set(session.exec(select(Instance.id).where(col(Instance.state) != IS.terminated)))
+        live = set(
+            session.exec(select(Instance.id).where(col(Instance.state) != InstanceState.terminated))
+        )
         for name in sorted(p.name for p in settings.console_dir.iterdir()):
             if name.removesuffix(".log") not in live:
                 found.append(Finding("data dir", "console log", name, "orphan"))

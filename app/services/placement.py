@@ -1,28 +1,26 @@
-"""The scheduler: which host gets a new instance."""
+"""The scheduler: which host gets a new instance, and which a new volume."""
 
 from __future__ import annotations
 
 import threading
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from app.config import Settings
 from app.errors import Conflict
-from app.models import HostNode
+from app.models import HostNode, Volume
 from app.models.host_node import HostStatus
-from app.services.hosts import usage
+from app.models.volume import VolumeState
+from app.services.hosts import get_host, usage
 
 # SQLite has no row locks; within one process this keeps two launches from both taking the
 # last room on a host. PostgreSQL deployments also lock the chosen host row (FOR UPDATE).
 PLACEMENT_LOCK = threading.Lock()
 
 
-def choose_host(session: Session, settings: Settings, cpu_cores: int, memory_size: int) -> HostNode:
-    """An enabled, online host with room; spreads by picking the most free memory.
-
-    Room counts host cores times VDC_CPU_ALLOCATION_RATIO (guests seldom use all their
-    cores) and memory times VDC_MEMORY_ALLOCATION_RATIO (1.0 by default: no overcommit).
-    """
+def available_hosts(session: Session) -> list[HostNode]:
+    """Hosts that take new instances and volumes: enabled and online. Conflict if none."""
     hosts = list(
         session.exec(
             select(HostNode)
@@ -32,6 +30,16 @@ def choose_host(session: Session, settings: Settings, cpu_cores: int, memory_siz
     )
     if not hosts:
         raise Conflict("no host is available: none is registered, enabled and online")
+    return hosts
+
+
+def choose_host(session: Session, settings: Settings, cpu_cores: int, memory_size: int) -> HostNode:
+    """An enabled, online host with room; spreads by picking the most free memory.
+
+    Room counts host cores times VDC_CPU_ALLOCATION_RATIO (guests seldom use all their
+    cores) and memory times VDC_MEMORY_ALLOCATION_RATIO (1.0 by default: no overcommit).
+    """
+    hosts = available_hosts(session)
     used = usage(session, [h.id for h in hosts])
     fitting = []
     for host in hosts:
@@ -48,3 +56,24 @@ def choose_host(session: Session, settings: Settings, cpu_cores: int, memory_siz
     _, _, host_id, _ = max(fitting)
     locked = session.exec(select(HostNode).where(HostNode.id == host_id).with_for_update()).one()
     return locked
+
+
+def host_for_volume(session: Session) -> HostNode:
+    """The enabled, online host holding the fewest volume bytes."""
+    hosts = available_hosts(session)
+    held = dict(
+        session.exec(
+            select(Volume.host_node_id, sa.func.sum(Volume.size))
+            .where(col(Volume.state) != VolumeState.deleted)
+            .group_by(Volume.host_node_id)
+        ).all()
+    )
+    return min(hosts, key=lambda host: (held.get(host.id) or 0, host.id))
+
+
+def usable_host(session: Session, host_id: str) -> HostNode:
+    """A host asked for by name or id, if it takes new work."""
+    host = get_host(session, host_id)
+    if not host.enabled or host.status != HostStatus.online:
+        raise Conflict(f"host {host.id} is not enabled and online")
+    return host

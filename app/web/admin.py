@@ -10,8 +10,9 @@ from starlette.concurrency import run_in_threadpool
 from app.errors import AppError
 from app.models.host_node import HostNodeCreate
 from app.models.network import NetworkCreate
-from app.services import hosts, networks
+from app.services import hosts
 from app.services.listing import MAX_LIMIT, PageRequest
+from app.services.network import networks
 from app.web.pages import DB, Admin, PageRoute, field_errors, form_of, redirect, render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)

@@ -8,11 +8,13 @@ from pydantic import ValidationError
 
 from app.config import KNOWN_ARCHES
 from app.errors import AppError
+from app.models import Image
 from app.models.image import ImageUpdate
-from app.services import images
-from app.services.images import ImageSpec
+from app.services import access
+from app.services.images import images
+from app.services.images.images import ImageSpec
+from app.services.images.uploads import register_upload
 from app.services.listing import MAX_LIMIT, PageRequest
-from app.services.uploads import register_upload
 from app.web.pages import DB, PageRoute, User, check_csrf, field_errors, form_of, redirect, render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -60,7 +62,7 @@ async def upload(
 
 @router.get("/images/{image_id}")
 def edit_form(request: Request, image_id: str, session: DB, user: User) -> Response:
-    image = images.get_image(session, user.account, image_id)
+    image = access.get(session, user.account, Image, image_id)
     values = {
         "display_name": image.display_name,
         "description": image.description,
@@ -72,7 +74,7 @@ def edit_form(request: Request, image_id: str, session: DB, user: User) -> Respo
 @router.post("/images/{image_id}")
 async def edit(request: Request, image_id: str, session: DB, user: User) -> Response:
     form = await form_of(request, user)
-    image = images.get_image(session, user.account, image_id)
+    image = access.get(session, user.account, Image, image_id)
     try:
         changes = ImageUpdate(
             display_name=form.get("display_name", ""),

@@ -8,10 +8,15 @@ from pydantic import ValidationError
 from sqlmodel import col, select
 
 from app.errors import AppError, BadRequest
-from app.models import InstanceType
+from app.models import Instance, InstanceType
 from app.models.instance import MAX_USER_DATA, InstanceCreate
-from app.services import images, instances, keypairs, networks, security_groups, volumes
+from app.services import access
+from app.services.compute import instances
+from app.services.identity import keypairs
+from app.services.images import images
 from app.services.listing import MAX_LIMIT, PageRequest
+from app.services.network import networks, security_groups
+from app.services.storage import volumes
 from app.web.pages import DB, PageRoute, User, field_errors, form_of, redirect, render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -112,7 +117,7 @@ def detail(
     request: Request, instance_id: str, session: DB, user: User, notice: str = ""
 ) -> Response:
     instance = instances.public(
-        session, [instances.get_instance(session, user.account, instance_id)]
+        session, [access.get(session, user.account, Instance, instance_id)]
     )[0]
     disks = volumes.volumes_of_instance(session, user.account, instance_id)
     return render(
@@ -135,7 +140,7 @@ async def action(request: Request, instance_id: str, session: DB, user: User) ->
 
 @router.get("/instances/{instance_id}/console")
 def console(request: Request, instance_id: str, session: DB, user: User) -> Response:
-    instance = instances.get_instance(session, user.account, instance_id)
+    instance = access.get(session, user.account, Instance, instance_id)
     output = instances.console_output(request.app.state.settings, instance)
     return render(request, "console.html", {"instance": instance, "console": output})
 

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from app.errors import AppError
 from app.models.keypair import KeyPairGenerate, KeyPairImport
-from app.services import keypairs
+from app.services.identity import keypairs
 from app.services.listing import MAX_LIMIT, PageRequest
 from app.web.pages import DB, PageRoute, User, field_errors, form_of, redirect, render
 

@@ -16,7 +16,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from sqlmodel import Session
 
-from app.api.deps import get_session
+from app.db import get_session
 from app.errors import AppError, Forbidden
 from app.services.hypervisors import as_app_error
 from app.web import session as web_session

@@ -7,9 +7,11 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from app.errors import AppError
+from app.models import SecurityGroup
 from app.models.security_group import SecurityGroupCreate, SecurityGroupUpdate
-from app.services import security_groups
+from app.services import access
 from app.services.listing import MAX_LIMIT, PageRequest
+from app.services.network import security_groups
 from app.web.pages import DB, PageRoute, User, field_errors, form_of, redirect, render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -61,7 +63,7 @@ def edit_form(
     request: Request, group_id: str, session: DB, user: User, notice: str = ""
 ) -> Response:
     group = security_groups.public(
-        session, [security_groups.get_group(session, user.account, group_id)]
+        session, [access.get(session, user.account, SecurityGroup, group_id)]
     )[0]
     context = {"group": group, "values": group.model_dump(), "errors": {}, "notice": notice}
     return render(request, "security_group.html", context)
@@ -80,7 +82,7 @@ async def edit(request: Request, group_id: str, session: DB, user: User) -> Resp
     except (ValidationError, AppError) as error:
         session.rollback()
         group = security_groups.public(
-            session, [security_groups.get_group(session, user.account, group_id)]
+            session, [access.get(session, user.account, SecurityGroup, group_id)]
         )[0]
         context = {"group": group, "values": form, "errors": _errors(error), "notice": ""}
         return render(request, "security_group.html", context, status=400)

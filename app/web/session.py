@@ -22,7 +22,7 @@ from sqlmodel import Session, select
 
 from app.config import Settings
 from app.models import Account, ApiKey
-from app.services import accounts
+from app.services.identity import accounts
 
 COOKIE = "vdc_session"
 LIFETIME = 12 * 3600

@@ -9,8 +9,9 @@ from pydantic import ValidationError
 from app.errors import AppError
 from app.models.instance import InstanceState
 from app.models.volume import VolumeAttach, VolumeCreate, VolumeState
-from app.services import instances, volumes
+from app.services.compute import instances
 from app.services.listing import MAX_LIMIT, PageRequest
+from app.services.storage import volumes
 from app.web.pages import DB, PageRoute, User, field_errors, form_of, redirect, render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)

@@ -1,7 +1,7 @@
 """libvirtd (and virtlogd) of its own, inside a network namespace and a private mount
 namespace, so every bridge, dnsmasq, guest and packet of an e2e run stays in there.
 
-The facts behind this (ARCHITECTURE.md, "Running libvirtd for tests"):
+The facts behind this (docs/architecture.md, "Running libvirtd for tests"):
 - tmpfs over /run/libvirt, /var/lib/libvirt, /var/log/libvirt and a private copy of
   /etc/libvirt: nothing the run defines touches the machine's libvirt;
 - /var/cache/libvirt on a cache folder kept between runs: libvirt probes qemu's

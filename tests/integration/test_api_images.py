@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from app.services.images import PARTIAL_PREFIX
+from app.services.images.images import PARTIAL_PREFIX
 from tests.conftest import Keys, bearer
 
 OCTET = {"Content-Type": "application/octet-stream"}

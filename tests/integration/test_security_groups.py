@@ -2,7 +2,7 @@
 every refusal, membership at launch and at run time, and the firewall each interface gets.
 
 libvirt's test driver has no network filter driver, so here the filters are checked as vdc
-computes them (app/services/filters.py) and through the jobs that apply them; real
+computes them (app/services/network/nwfilters.py) and through the jobs that apply them; real
 enforcement on real guests is tests/e2e/test_security_groups_e2e.py.
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from app.services import filters
+from app.services.network import nwfilters
 from hypervisor.specs import FilterRuleSpec
 from metadata.app import create_metadata_app
 from tests.conftest import Keys, bearer
@@ -46,7 +46,7 @@ def create(cloud: Cloud, key: str, **body: Any) -> dict[str, Any]:
 
 def rules_of(engine: sa.Engine, instance_id: str) -> set[FilterRuleSpec]:
     with Session(engine) as session:
-        specs = filters.filter_specs(session, instance_id)
+        specs = nwfilters.filter_specs(session, instance_id)
     assert len(specs) == 1
     return set(specs[0][1].rules)
 

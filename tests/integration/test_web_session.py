@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from app.db import session_scope
-from app.services import accounts
+from app.services.identity import accounts
 from tests.conftest import Keys
 
 

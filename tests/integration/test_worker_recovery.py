@@ -54,9 +54,10 @@ def test_a_job_whose_worker_died_is_finished_by_another(
             {"id": instance["id"]},
         )
     driver = HostDriver(cloud.host_uri)
-    from app.services.lifecycle import JobContext, load
-    from app.services.networks import spec_for
-    from app.services.storage import root_volume_name
+    from app.services.compute.lifecycle import load
+    from app.services.jobs_context import JobContext
+    from app.services.network.networks import spec_for
+    from app.services.storage.pools import root_volume_name
 
     loaded = load(JobContext(settings, engine), instance["id"])
     assert loaded is not None

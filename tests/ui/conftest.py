@@ -25,7 +25,9 @@ from app.db import make_engine, session_scope
 from app.main import create_app
 from app.models.host_node import HostNodeCreate
 from app.models.network import NetworkCreate
-from app.services import accounts, hosts, networks
+from app.services import hosts
+from app.services.identity import accounts
+from app.services.network import networks
 from tests.conftest import NODE_XML
 
 CHROMIUM = "/usr/bin/chromium"

@@ -258,7 +258,7 @@ def test_a_user_key_sees_no_admin_pages_and_no_other_accounts_things(
     page: Page, site: Site, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
     from app.db import session_scope
-    from app.services import accounts
+    from app.services.identity import accounts
 
     with session_scope(site.engine) as session:
         _, user_key = accounts.create_account(session, "alice")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.errors import InvalidImage
-from app.services import disk_images
+from app.services.images import disk_images
 
 
 def create(path: Path, fmt: str, size: str = "16M", *extra: str) -> Path:

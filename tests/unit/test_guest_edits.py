@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.services import guest_edits
-from app.services.guestfish import guestfs_environment
+from app.services.images import guest_edits
+from app.services.images.guestfish import guestfs_environment
 
 IFCFG = 'DEVICE=eth0\nHWADDR=52:54:00:ab:cd:ef\n  HWADDR="52:54:00:00:00:01"\nBOOTPROTO=dhcp\n'
 

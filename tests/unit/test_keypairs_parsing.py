@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from app.errors import BadRequest
-from app.services.keypairs import parse_public_key
+from app.services.identity.keypairs import parse_public_key
 
 # Made with `ssh-keygen -t ... -C me@host` (OpenSSH 9); fingerprints from `ssh-keygen -lf`.
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBAKsVvhw+JOaikVe24myi96R0Hc+xd2ISGd+YfFty5o"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.services.rule_text import Rule, RuleError, parse, parse_line, render
+from app.services.network.rule_text import Rule, RuleError, parse, parse_line, render
 
 WAKAME_RULES = """\
 # the web tier

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from app.config import Settings
 from app.errors import BadRequest, Conflict, InvalidImage
-from app.services import disk_images, guest_edits, vdc_init_install
-from app.services.disk_images import DiskInfo, ProgressCallback
-from app.services.guestfish import GuestFish, session
+from app.services.images import disk_images, guest_edits, vdc_init_install
+from app.services.images.disk_images import DiskInfo, ProgressCallback
+from app.services.images.guestfish import GuestFish, session
 
 
 @dataclass(frozen=True)

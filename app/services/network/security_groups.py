@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from app.errors import BadRequest, Conflict, NotFound
+from app.errors import BadRequest, Conflict
 from app.ids import new_id
 from app.models import (
     Account,
@@ -25,7 +25,7 @@ from app.models import (
     SecurityGroupRule,
 )
 from app.models.common import utcnow
-from app.models.instance import InstanceState
+from app.models.instance import GONE_STATES
 from app.models.job import JobState
 from app.models.security_group import (
     DEFAULT_GROUP,
@@ -34,27 +34,13 @@ from app.models.security_group import (
     SecurityGroupPublic,
     SecurityGroupUpdate,
 )
-from app.services import jobs, rule_text
-from app.services.listing import PageRequest, fetch_page
-from app.services.rule_text import Rule, RuleError
+from app.services import access, jobs
+from app.services.listing import PageRequest
+from app.services.network import rule_text
+from app.services.network.rule_text import Rule, RuleError
 
 SORTABLE = ("created_at", "updated_at", "name", "id")
-GONE = (InstanceState.shuttingdown, InstanceState.terminated)
 MAX_GROUPS_PER_INSTANCE = 10
-
-
-def readable(account: Account):  # type: ignore[no-untyped-def]
-    statement = select(SecurityGroup)
-    if not account.is_admin:
-        statement = statement.where(SecurityGroup.account_id == account.id)
-    return statement
-
-
-def get_group(session: Session, account: Account, group_id: str) -> SecurityGroup:
-    group = session.exec(readable(account).where(SecurityGroup.id == group_id)).first()
-    if group is None:
-        raise NotFound.resource("security group", group_id)
-    return group
 
 
 def list_groups(
@@ -62,7 +48,7 @@ def list_groups(
 ) -> tuple[list[SecurityGroup], int]:
     if session.get(Account, account.id) is not None:  # not vdc-manage's operator
         default_group(session, account.id)  # every account has one, from its first look
-    return fetch_page(session, SecurityGroup, readable(account), page, SORTABLE, filters)
+    return access.page(session, account, SecurityGroup, page, SORTABLE, filters)
 
 
 def rules_of(session: Session, group_id: str) -> list[Rule]:
@@ -82,7 +68,7 @@ def members(session: Session, group_ids: Iterable[str]) -> dict[str, list[str]]:
         select(InstanceSecurityGroup.group_id, Instance.id)
         .join(Instance, col(Instance.id) == InstanceSecurityGroup.instance_id)
         .where(col(InstanceSecurityGroup.group_id).in_(wanted))
-        .where(col(Instance.state).not_in(GONE))
+        .where(col(Instance.state).not_in(GONE_STATES))
         .order_by(col(Instance.id))
     )
     for group_id, instance_id in rows:
@@ -169,7 +155,7 @@ def update_group(
     session: Session, account: Account, group_id: str, body: SecurityGroupUpdate
 ) -> SecurityGroup:
     """Renames and/or replaces the rules; members' filters follow within seconds."""
-    group = get_group(session, account, group_id)
+    group = access.get(session, account, SecurityGroup, group_id)
     if body.name is not None and body.name != group.name:
         if group.name == DEFAULT_GROUP:
             raise Conflict("the default group cannot be renamed")
@@ -193,7 +179,7 @@ def update_group(
 
 
 def delete_group(session: Session, account: Account, group_id: str) -> None:
-    group = get_group(session, account, group_id)
+    group = access.get(session, account, SecurityGroup, group_id)
     if group.name == DEFAULT_GROUP:
         raise Conflict("the default group cannot be deleted")
     using = members(session, [group.id])[group.id]
@@ -286,7 +272,7 @@ def refresh_filters(session: Session, instance_ids: Iterable[str]) -> None:
     waiting (it will read the newest rules when it runs)."""
     for instance_id in sorted(set(instance_ids)):
         instance = session.get(Instance, instance_id)
-        if instance is None or instance.state in GONE or instance.host_node_id is None:
+        if instance is None or instance.state in GONE_STATES or instance.host_node_id is None:
             continue
         waiting = session.exec(
             select(Job.id)

@@ -19,22 +19,28 @@ from app.config import split_bind
 from app.models import HostNode, Image, Instance, Job, Network, NetworkInterface
 from app.models.common import utcnow
 from app.models.instance import InstanceState
-from app.services import filters, storage, volume_jobs
+from app.models.lookups import interfaces_with_networks
+from app.services.compute.instances import console_log_path
 from app.services.hypervisors import driver_for
-from app.services.instances import console_log_path, interfaces_with_networks
-from app.services.jobs_context import JobContext, compare_and_set
-from app.services.networks import libvirt_name, spec_for
-from app.services.storage import INSTANCE_POOL, root_volume_name
+from app.services.jobs_context import JobContext
+from app.services.network import nwfilters
+from app.services.network.networks import libvirt_name, spec_for
+from app.services.state_changes import compare_and_set
+from app.services.storage import pools, volume_jobs
+from app.services.storage.pools import INSTANCE_POOL, root_volume_name
 from hypervisor.driver import HostDriver
 from hypervisor.specs import DhcpHost, DiskSpec, DomainSpec, InterfaceSpec, VolumeSpec
 
 log = logging.getLogger("vdc.lifecycle")
-S = InstanceState
 ARCH = {"x86_64": "x86_64", "x86": "i686", "i686": "i686", "aarch64": "aarch64"}
 
 
 def transition(
-    ctx: JobContext, instance_id: str, expected: tuple[str, ...], new: str, **fields: object
+    ctx: JobContext,
+    instance_id: str,
+    expected: tuple[InstanceState, ...],
+    new: InstanceState,
+    **fields: object,
 ) -> bool:
     """Sets the instance's state only if it is still one of `expected`."""
     return compare_and_set(ctx.engine, Instance, instance_id, expected, new, **fields)
@@ -67,7 +73,7 @@ def load(ctx: JobContext, instance_id: str) -> Loaded | None:
 def ensure_filters(ctx: JobContext, loaded: Loaded) -> dict[str, str]:
     """Defines (or updates) each interface's nwfilter; interface id -> filter name."""
     with ctx.session() as session:
-        specs = filters.filter_specs(session, loaded.instance.id)
+        specs = nwfilters.filter_specs(session, loaded.instance.id)
     for _, spec in specs:
         loaded.driver.ensure_filter(spec)
     return {nic.id: spec.name for nic, spec in specs}
@@ -84,7 +90,7 @@ def ensure_running(ctx: JobContext, loaded: Loaded) -> None:
         driver.add_dhcp_host(
             libvirt_name(network), DhcpHost(nic.mac_address, nic.ip_address, instance.hostname)
         )
-    driver.ensure_pool(storage.pool_spec(settings, INSTANCE_POOL))
+    driver.ensure_pool(pools.pool_spec(settings, INSTANCE_POOL))
     image = loaded.image
     disk_path = driver.ensure_volume(
         INSTANCE_POOL,
@@ -105,7 +111,7 @@ def ensure_running(ctx: JobContext, loaded: Loaded) -> None:
         for nic, network in loaded.interfaces
     )
     data_disks = [
-        storage.disk_spec(volume, volume_jobs.ensure_on_host(ctx, volume))
+        pools.disk_spec(volume, volume_jobs.ensure_on_host(ctx, volume))
         for volume in volume_jobs.data_volumes_of(ctx, instance.id)
     ]
     settings.console_dir.mkdir(parents=True, exist_ok=True)
@@ -131,25 +137,37 @@ def ensure_running(ctx: JobContext, loaded: Loaded) -> None:
 
 
 def run_launch(ctx: JobContext, job: Job, loaded: Loaded) -> None:
-    if not transition(ctx, loaded.instance.id, (S.pending, S.starting), S.starting):
+    if not transition(
+        ctx,
+        loaded.instance.id,
+        (InstanceState.pending, InstanceState.starting),
+        InstanceState.starting,
+    ):
         return  # terminated (or forced) before the launch ran: nothing to build
     ensure_running(ctx, loaded)
     volume_jobs.finish_launch(ctx, loaded.instance.id)
     transition(
-        ctx, loaded.instance.id, (S.starting,), S.running, launched_at=utcnow(), state_reason=""
+        ctx,
+        loaded.instance.id,
+        (InstanceState.starting,),
+        InstanceState.running,
+        launched_at=utcnow(),
+        state_reason="",
     )
 
 
 def run_start(ctx: JobContext, job: Job, loaded: Loaded) -> None:
-    if loaded.instance.state != S.starting:
+    if loaded.instance.state != InstanceState.starting:
         return
     ensure_running(ctx, loaded)
-    transition(ctx, loaded.instance.id, (S.starting,), S.running, state_reason="")
+    transition(
+        ctx, loaded.instance.id, (InstanceState.starting,), InstanceState.running, state_reason=""
+    )
 
 
 def run_stop(ctx: JobContext, job: Job, loaded: Loaded) -> None:
     """ACPI shutdown; forced off if the guest has not stopped within the stop timeout."""
-    if loaded.instance.state != S.stopping:
+    if loaded.instance.state != InstanceState.stopping:
         return
     guest = loaded.driver.find_guest(loaded.instance.id)
     reason = ""
@@ -163,33 +181,46 @@ def run_stop(ctx: JobContext, job: Job, loaded: Loaded) -> None:
             reason = (
                 f"forced off: the guest did not shut down within {ctx.settings.stop_timeout:g}s"
             )
-    transition(ctx, loaded.instance.id, (S.stopping,), S.stopped, state_reason=reason)
+    transition(
+        ctx,
+        loaded.instance.id,
+        (InstanceState.stopping,),
+        InstanceState.stopped,
+        state_reason=reason,
+    )
 
 
 def run_poweroff(ctx: JobContext, job: Job, loaded: Loaded) -> None:
-    if loaded.instance.state != S.stopping:
+    if loaded.instance.state != InstanceState.stopping:
         return
     guest = loaded.driver.find_guest(loaded.instance.id)
     if guest is not None:
         guest.poweroff()
-    transition(ctx, loaded.instance.id, (S.stopping,), S.stopped, state_reason="")
+    transition(
+        ctx, loaded.instance.id, (InstanceState.stopping,), InstanceState.stopped, state_reason=""
+    )
 
 
 def run_reboot(ctx: JobContext, job: Job, loaded: Loaded) -> None:
-    if loaded.instance.state != S.rebooting:
+    if loaded.instance.state != InstanceState.rebooting:
         return
     guest = loaded.driver.find_guest(loaded.instance.id)
     if guest is not None and guest.is_running():
         guest.reboot()
     else:
         ensure_running(ctx, loaded)  # it was off after all: a reboot ends with it running
-    transition(ctx, loaded.instance.id, (S.rebooting,), S.running, state_reason="")
+    transition(
+        ctx, loaded.instance.id, (InstanceState.rebooting,), InstanceState.running, state_reason=""
+    )
 
 
 def run_filters(ctx: JobContext, job: Job, loaded: Loaded) -> None:
     """Security groups changed: the interfaces' filters follow (a running guest gets the
     new rules at once; a stopped one at its next start)."""
-    if loaded.instance.state in (S.shuttingdown, S.terminated) or loaded.host is None:
+    if (
+        loaded.instance.state in (InstanceState.shuttingdown, InstanceState.terminated)
+        or loaded.host is None
+    ):
         return
     ensure_filters(ctx, loaded)
 
@@ -197,14 +228,14 @@ def run_filters(ctx: JobContext, job: Job, loaded: Loaded) -> None:
 def run_terminate(ctx: JobContext, job: Job, loaded: Loaded) -> None:
     """Removes the domain, its disk, its DHCP entries and leases, and its console log."""
     instance = loaded.instance
-    if instance.state == S.terminated:
+    if instance.state == InstanceState.terminated:
         return
     if loaded.host is not None:
         driver = loaded.driver
         driver.undefine(instance.id)
         driver.delete_volume(INSTANCE_POOL, root_volume_name(instance.id))
         for nic, network in loaded.interfaces:
-            driver.delete_filter(filters.filter_name(nic))  # the domain using it is gone
+            driver.delete_filter(nwfilters.filter_name(nic))  # the domain using it is gone
             driver.remove_dhcp_host(libvirt_name(network), nic.mac_address)
             driver.release_dhcp_lease(
                 libvirt_name(network), DhcpHost(nic.mac_address, nic.ip_address)
@@ -218,8 +249,8 @@ def run_terminate(ctx: JobContext, job: Job, loaded: Loaded) -> None:
     transition(
         ctx,
         instance.id,
-        tuple(s for s in S if s != S.terminated),
-        S.terminated,
+        tuple(s for s in InstanceState if s != InstanceState.terminated),
+        InstanceState.terminated,
         terminated_at=utcnow(),
         state_reason="",
     )
@@ -264,7 +295,7 @@ def fail_instance(ctx: JobContext, instance_id: str, reason: str) -> None:
     transition(
         ctx,
         instance_id,
-        tuple(s for s in S if s not in (S.terminated,)),
-        S.error,
+        tuple(s for s in InstanceState if s not in (InstanceState.terminated,)),
+        InstanceState.error,
         state_reason=reason[:2048],
     )

@@ -13,8 +13,8 @@ from starlette.requests import Request
 from app.config import Settings
 from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from app.models import Image
-from app.services import images
-from app.services.images import ImageSpec
+from app.services.images import images
+from app.services.images.images import ImageSpec
 
 _FLUSH_AT = 4 * 1024 * 1024
 

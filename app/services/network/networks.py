@@ -5,14 +5,15 @@ from __future__ import annotations
 import ipaddress
 
 import sqlalchemy as sa
-from sqlmodel import Session, col, or_, select
+from sqlmodel import Session, col, select
 
-from app.errors import BadRequest, Conflict, NotFound
+from app.errors import BadRequest, Conflict
 from app.ids import new_id
 from app.models import Account, HostNode, Network, NetworkInterface
 from app.models.network import NetworkCreate, NetworkPublic, NetworkUpdate
+from app.services import access
 from app.services.hypervisors import driver_for
-from app.services.listing import PageRequest, fetch_page
+from app.services.listing import PageRequest
 from hypervisor.errors import HypervisorError
 from hypervisor.specs import NetworkSpec
 
@@ -105,25 +106,8 @@ def _clear_default(session: Session) -> None:
         session.add(other)
 
 
-def readable(account: Account):  # type: ignore[no-untyped-def]
-    """Shared networks and the account's private ones (admins see all)."""
-    statement = select(Network)
-    if not account.is_admin:
-        statement = statement.where(
-            or_(col(Network.account_id).is_(None), Network.account_id == account.id)
-        )
-    return statement
-
-
-def get_network(session: Session, account: Account, network_id: str) -> Network:
-    network = session.exec(readable(account).where(Network.id == network_id)).first()
-    if network is None:
-        raise NotFound.resource("network", network_id)
-    return network
-
-
 def default_network(session: Session, account: Account) -> Network:
-    network = session.exec(readable(account).where(col(Network.is_default))).first()
+    network = session.exec(access.visible(account, Network).where(col(Network.is_default))).first()
     if network is None:
         raise BadRequest(
             "no network_id given and there is no default network; ask an admin to create one"
@@ -134,7 +118,7 @@ def default_network(session: Session, account: Account) -> Network:
 def list_networks(
     session: Session, account: Account, page: PageRequest
 ) -> tuple[list[Network], int]:
-    return fetch_page(session, Network, readable(account), page, SORTABLE)
+    return access.page(session, account, Network, page, SORTABLE)
 
 
 def addresses_in_use(session: Session, network_ids: list[str]) -> dict[str, int]:
@@ -163,7 +147,7 @@ def public(session: Session, networks: list[Network]) -> list[NetworkPublic]:
 def update_network(
     session: Session, account: Account, network_id: str, body: NetworkUpdate
 ) -> Network:
-    network = get_network(session, account, network_id)
+    network = access.get(session, account, Network, network_id)
     if body.dns_servers is not None:
         for server in body.dns_servers:
             _address(server, "dns server")
@@ -184,7 +168,7 @@ def delete_network(session: Session, account: Account, network_id: str) -> list[
 
     Returns the names of hosts it could not reach, whose copy an operator removes by hand.
     """
-    network = get_network(session, account, network_id)
+    network = access.get(session, account, Network, network_id)
     in_use = addresses_in_use(session, [network.id]).get(network.id, 0)
     if in_use:
         raise Conflict(f"network {network.id} is in use by {in_use} interface(s)")

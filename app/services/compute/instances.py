@@ -2,21 +2,22 @@
 
 The API never waits for libvirt: it validates, places the instance, allocates its MAC and
 IP, records the wanted change and a job in one transaction, and answers 202. The job
-worker (app/services/lifecycle.py) does the libvirt work.
+worker (app/services/compute/lifecycle.py) does the libvirt work.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from app.config import Settings
 from app.errors import BadRequest, Conflict, NotFound
 from app.ids import new_id
-from app.models import Account, Instance, InstanceType, Network, NetworkInterface
+from app.models import Account, Image, Instance, InstanceType, Network, SshKeyPair
 from app.models.common import utcnow
 from app.models.instance import (
+    GONE_STATES,
     ConsoleOutput,
     InstanceCreate,
     InstancePublic,
@@ -24,67 +25,33 @@ from app.models.instance import (
     InstanceUpdate,
     InterfacePublic,
 )
-from app.services import images, jobs, keypairs, networks, security_groups, volumes
-from app.services.addresses import allocate_interface
-from app.services.listing import PageRequest, fetch_page
+from app.models.job import JobState
+from app.services import access, jobs
+from app.services.listing import PageRequest
+from app.services.network import networks, security_groups
+from app.services.network.addresses import allocate_interface, interfaces_of
 from app.services.placement import PLACEMENT_LOCK, choose_host
+from app.services.storage import volumes
 
 SORTABLE = ("created_at", "updated_at", "display_name", "hostname", "state", "id")
 CONSOLE_TAIL = 64 * 1024
-S = InstanceState
-
 # action -> (states it may start from, the state it puts the instance in, the job it queues)
 ACTIONS: dict[str, tuple[tuple[InstanceState, ...], InstanceState, str]] = {
-    "start": ((S.stopped,), S.starting, "start"),
-    "stop": ((S.running,), S.stopping, "stop"),
-    "poweroff": ((S.running, S.stopping, S.rebooting), S.stopping, "poweroff"),
-    "reboot": ((S.running,), S.rebooting, "reboot"),
+    "start": ((InstanceState.stopped,), InstanceState.starting, "start"),
+    "stop": ((InstanceState.running,), InstanceState.stopping, "stop"),
+    "poweroff": (
+        (InstanceState.running, InstanceState.stopping, InstanceState.rebooting),
+        InstanceState.stopping,
+        "poweroff",
+    ),
+    "reboot": ((InstanceState.running,), InstanceState.rebooting, "reboot"),
 }
-
-
-def readable(account: Account):  # type: ignore[no-untyped-def]
-    statement = select(Instance)
-    if not account.is_admin:
-        statement = statement.where(Instance.account_id == account.id)
-    return statement
-
-
-def get_instance(session: Session, account: Account, instance_id: str) -> Instance:
-    instance = session.exec(readable(account).where(Instance.id == instance_id)).first()
-    if instance is None:
-        raise NotFound.resource("instance", instance_id)
-    return instance
 
 
 def list_instances(
     session: Session, account: Account, page: PageRequest, **filters: object
 ) -> tuple[list[Instance], int]:
-    return fetch_page(session, Instance, readable(account), page, SORTABLE, filters)
-
-
-def interfaces_of(session: Session, instance_ids: list[str]) -> dict[str, list[NetworkInterface]]:
-    found: dict[str, list[NetworkInterface]] = {i: [] for i in instance_ids}
-    rows = session.exec(
-        select(NetworkInterface)
-        .where(col(NetworkInterface.instance_id).in_(instance_ids))
-        .order_by(col(NetworkInterface.device_index))
-    )
-    for interface in rows:
-        found[interface.instance_id].append(interface)
-    return found
-
-
-def interfaces_with_networks(
-    session: Session, instance_id: str
-) -> list[tuple[NetworkInterface, Network]]:
-    """An instance's NICs in device order, each with its network."""
-    rows = session.exec(
-        select(NetworkInterface, Network)
-        .join(Network, col(Network.id) == NetworkInterface.network_id)
-        .where(NetworkInterface.instance_id == instance_id)
-        .order_by(col(NetworkInterface.device_index))
-    ).all()
-    return [(nic, network) for nic, network in rows]
+    return access.page(session, account, Instance, page, SORTABLE, filters)
 
 
 def public(session: Session, rows: list[Instance]) -> list[InstancePublic]:
@@ -126,16 +93,16 @@ def _size(session: Session, body: InstanceCreate) -> tuple[str | None, int, int,
 def launch(
     session: Session, settings: Settings, account: Account, body: InstanceCreate
 ) -> Instance:
-    image = images.get_image(session, account, body.image_id)
+    image = access.get(session, account, Image, body.image_id)
     network = (
-        networks.get_network(session, account, body.network_id)
+        access.get(session, account, Network, body.network_id)
         if body.network_id
         else networks.default_network(session, account)
     )
     type_name, cpu_cores, memory_size, root_disk_size = _size(session, body)
     user_data = body.user_data_bytes()  # validated with the body
     ssh_key_id = (
-        keypairs.get_keypair(session, account, body.ssh_key_id).id if body.ssh_key_id else None
+        access.get(session, account, SshKeyPair, body.ssh_key_id).id if body.ssh_key_id else None
     )
     groups = security_groups.groups_for_launch(session, account.id, body.security_group_ids)
     instance_id = new_id("instance")
@@ -171,7 +138,7 @@ def launch(
 
 def request_action(session: Session, account: Account, instance_id: str, action: str) -> Instance:
     allowed, next_state, job_kind = ACTIONS[action]
-    instance = get_instance(session, account, instance_id)
+    instance = access.get(session, account, Instance, instance_id)
     if instance.state not in allowed:
         wanted = " or ".join(allowed)
         raise Conflict(
@@ -187,10 +154,10 @@ def request_action(session: Session, account: Account, instance_id: str, action:
 
 def terminate(session: Session, account: Account, instance_id: str) -> Instance:
     """Idempotent: terminating a terminating or terminated instance changes nothing."""
-    instance = get_instance(session, account, instance_id)
-    if instance.state in (S.shuttingdown, S.terminated):
+    instance = access.get(session, account, Instance, instance_id)
+    if instance.state in GONE_STATES:
         return instance
-    _set_state(instance, S.shuttingdown)
+    _set_state(instance, InstanceState.shuttingdown)
     session.add(instance)
     session.flush()
     jobs.enqueue(session, "terminate", instance.id)
@@ -204,13 +171,13 @@ def terminate(session: Session, account: Account, instance_id: str) -> Instance:
 def update_instance(
     session: Session, account: Account, instance_id: str, body: InstanceUpdate
 ) -> Instance:
-    instance = get_instance(session, account, instance_id)
+    instance = access.get(session, account, Instance, instance_id)
     if body.display_name is not None:
         instance.display_name = body.display_name
     if body.http_tokens is not None:
         instance.http_tokens = body.http_tokens
     if body.security_group_ids is not None:
-        if instance.state in (S.shuttingdown, S.terminated):
+        if instance.state in GONE_STATES:
             raise Conflict(f"instance {instance.id} is {instance.state}")
         security_groups.set_instance_groups(session, instance, body.security_group_ids)
     instance.updated_at = utcnow()
@@ -226,7 +193,7 @@ def force_state(session: Session, instance_id: str, state: InstanceState, reason
     if instance is None:
         raise NotFound.resource("instance", instance_id)
     for job in jobs.pending_for(session, instance.id):
-        job.state, job.last_error = "failed", f"cancelled: state forced to {state}"
+        job.state, job.last_error = JobState.failed, f"cancelled: state forced to {state}"
         session.add(job)
     _set_state(instance, state, reason or f"forced to {state} by an operator")
     session.add(instance)

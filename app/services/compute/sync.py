@@ -13,14 +13,13 @@ from sqlmodel import col, select
 from app.models import HostNode, Instance, Job
 from app.models.instance import InstanceState
 from app.models.job import JobState
+from app.services.compute.lifecycle import transition
 from app.services.hosts import check_host
 from app.services.hypervisors import driver_for
 from app.services.jobs_context import JobContext
-from app.services.lifecycle import transition
 from hypervisor.errors import HypervisorError
 
 log = logging.getLogger("vdc.sync")
-S = InstanceState
 
 
 def sync_all(ctx: JobContext) -> None:
@@ -49,7 +48,10 @@ def sync_host(ctx: JobContext, host: HostNode) -> None:
     domains = {d.name: d for d in driver_for(host).list_domains()}
     known = {i.id: i for i in instances}
     for instance in instances:
-        if instance.id in busy or instance.state not in (S.running, S.stopped):
+        if instance.id in busy or instance.state not in (
+            InstanceState.running,
+            InstanceState.stopped,
+        ):
             continue
         domain = domains.get(instance.id)
         if domain is None:
@@ -57,21 +59,31 @@ def sync_host(ctx: JobContext, host: HostNode) -> None:
                 ctx,
                 instance.id,
                 (instance.state,),
-                S.error,
+                InstanceState.error,
                 state_reason=f"its domain is missing on host {host.name}",
             )
-        elif instance.state == S.running and domain.state in ("shutoff", "crashed"):
+        elif instance.state == InstanceState.running and domain.state in ("shutoff", "crashed"):
             reason = (
                 "the guest crashed" if domain.state == "crashed" else "the guest powered itself off"
             )
-            transition(ctx, instance.id, (S.running,), S.stopped, state_reason=reason)
-        elif instance.state == S.stopped and domain.state == "running":
             transition(
-                ctx, instance.id, (S.stopped,), S.running, state_reason="started outside vdc"
+                ctx,
+                instance.id,
+                (InstanceState.running,),
+                InstanceState.stopped,
+                state_reason=reason,
+            )
+        elif instance.state == InstanceState.stopped and domain.state == "running":
+            transition(
+                ctx,
+                instance.id,
+                (InstanceState.stopped,),
+                InstanceState.running,
+                state_reason="started outside vdc",
             )
     for name, domain in domains.items():
         owner = known.get(domain.instance_id or "")
-        if domain.instance_id and (owner is None or owner.state == S.terminated):
+        if domain.instance_id and (owner is None or owner.state == InstanceState.terminated):
             log.warning(
                 "host %s: domain %s belongs to no live vdc instance (orphan)", host.name, name
             )

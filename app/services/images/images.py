@@ -8,21 +8,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlmodel import Session, col, or_, select
+from sqlmodel import Session, col, select
 
 from app.config import KNOWN_ARCHES, Settings
-from app.errors import BadRequest, Conflict, Forbidden, InvalidImage, NotFound, PayloadTooLarge
+from app.errors import BadRequest, Conflict, Forbidden, InvalidImage, PayloadTooLarge
 from app.ids import new_id
 from app.models import Account, Image, Instance, Volume
 from app.models.common import utcnow
 from app.models.image import ImageUpdate
 from app.models.instance import InstanceState
 from app.models.volume import VolumeState
-from app.services import disk_images
-from app.services.accounts import get_account
+from app.services import access
 from app.services.changes import apply_changes
-from app.services.disk_images import DiskInfo, ProgressCallback
-from app.services.listing import PageRequest, fetch_page
+from app.services.identity.accounts import get_account
+from app.services.images import disk_images
+from app.services.images.disk_images import DiskInfo, ProgressCallback
+from app.services.listing import PageRequest
 
 SORTABLE = ("created_at", "updated_at", "display_name", "virtual_size", "file_size", "id")
 PARTIAL_PREFIX = ".partial-"
@@ -51,29 +52,15 @@ class ImageSpec:
 # --- reading -----------------------------------------------------------------------------
 
 
-def readable(account: Account):  # type: ignore[no-untyped-def]
-    """Images an account may see: its own and every public one (admins see all)."""
-    statement = select(Image)
-    if not account.is_admin:
-        statement = statement.where(or_(Image.account_id == account.id, col(Image.is_public)))
-    return statement
-
-
 def list_images(
     session: Session, account: Account, page: PageRequest, **filters: object
 ) -> tuple[list[Image], int]:
-    return fetch_page(session, Image, readable(account), page, SORTABLE, filters)
-
-
-def get_image(session: Session, account: Account, image_id: str) -> Image:
-    image = session.exec(readable(account).where(Image.id == image_id)).first()
-    if image is None:
-        raise NotFound.resource("image", image_id)
-    return image
+    """Images an account may see: its own and every public one (admins see all)."""
+    return access.page(session, account, Image, page, SORTABLE, filters)
 
 
 def _owned(session: Session, account: Account, image_id: str) -> Image:
-    image = get_image(session, account, image_id)
+    image = access.get(session, account, Image, image_id)
     if image.account_id != account.id and not account.is_admin:
         raise Forbidden(f"image {image_id} is public but belongs to {image.account_id}")
     return image

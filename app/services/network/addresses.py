@@ -1,4 +1,5 @@
-"""MAC and IP allocation: vdc chooses both (not dnsmasq), unique by database constraint.
+"""MAC and IP allocation: vdc chooses both (not dnsmasq), unique by database constraint; and
+the interfaces (each an address lease) of instances.
 
 Under concurrent launches two transactions may pick the same address; the unique
 constraints make one of them fail, and it simply tries again with another address.
@@ -10,7 +11,7 @@ import ipaddress
 import secrets
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from app.errors import Conflict
 from app.ids import new_id
@@ -74,3 +75,16 @@ def allocate_interface(
     raise Conflict(
         f"could not allocate an address on network {network.id}; too many launches at once, retry"
     )
+
+
+def interfaces_of(session: Session, instance_ids: list[str]) -> dict[str, list[NetworkInterface]]:
+    """instance id -> its NICs in device order."""
+    found: dict[str, list[NetworkInterface]] = {i: [] for i in instance_ids}
+    rows = session.exec(
+        select(NetworkInterface)
+        .where(col(NetworkInterface.instance_id).in_(instance_ids))
+        .order_by(col(NetworkInterface.device_index))
+    )
+    for interface in rows:
+        found[interface.instance_id].append(interface)
+    return found

@@ -17,11 +17,12 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, Pub
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from app.errors import BadRequest, Conflict, NotFound
+from app.errors import BadRequest, Conflict
 from app.ids import new_id
 from app.models import Account, Instance, SshKeyPair
 from app.models.instance import InstanceState
-from app.services.listing import PageRequest, fetch_page
+from app.services import access
+from app.services.listing import PageRequest
 
 SORTABLE = ("created_at", "name", "key_type", "id")
 MIN_RSA_BITS = 2048
@@ -184,30 +185,15 @@ def _store(session: Session, account: Account, name: str, key: ParsedKey) -> Ssh
 # --- reading and deleting ----------------------------------------------------------------
 
 
-def readable(account: Account):  # type: ignore[no-untyped-def]
-    """Key pairs an account may see: its own (admins see all)."""
-    statement = select(SshKeyPair)
-    if not account.is_admin:
-        statement = statement.where(SshKeyPair.account_id == account.id)
-    return statement
-
-
 def list_keypairs(
     session: Session, account: Account, page: PageRequest, **filters: object
 ) -> tuple[list[SshKeyPair], int]:
-    return fetch_page(session, SshKeyPair, readable(account), page, SORTABLE, filters)
-
-
-def get_keypair(session: Session, account: Account, keypair_id: str) -> SshKeyPair:
-    keypair = session.exec(readable(account).where(SshKeyPair.id == keypair_id)).first()
-    if keypair is None:
-        raise NotFound.resource("key pair", keypair_id)
-    return keypair
+    return access.page(session, account, SshKeyPair, page, SORTABLE, filters)
 
 
 def delete_keypair(session: Session, account: Account, keypair_id: str) -> None:
     """Deletes a key pair no live instance uses; terminated instances just forget it."""
-    keypair = get_keypair(session, account, keypair_id)
+    keypair = access.get(session, account, SshKeyPair, keypair_id)
     users = session.exec(
         select(Instance.id)
         .where(Instance.ssh_key_id == keypair.id, Instance.state != InstanceState.terminated)

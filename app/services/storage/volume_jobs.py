@@ -1,6 +1,6 @@
 """What the job worker does for volumes: create, delete, attach and detach on the host.
 
-Like the instance jobs (app/services/lifecycle.py), every step is idempotent and every
+Like the instance jobs (app/services/compute/lifecycle.py), every step is idempotent and every
 state change compare-and-set, so a job cut short by a crash simply runs again.
 """
 
@@ -16,17 +16,20 @@ from app.models import HostNode, Image, Instance, Job, Volume
 from app.models.common import utcnow
 from app.models.instance import InstanceState
 from app.models.volume import VolumeState
-from app.services import storage
 from app.services.hypervisors import driver_for
-from app.services.jobs_context import JobContext, compare_and_set
+from app.services.jobs_context import JobContext
+from app.services.state_changes import compare_and_set
+from app.services.storage import pools
 
 log = logging.getLogger("vdc.volumes")
-V = VolumeState
-IS = InstanceState
 
 
 def transition(
-    ctx: JobContext, volume_id: str, expected: tuple[str, ...], new: str, **fields: object
+    ctx: JobContext,
+    volume_id: str,
+    expected: tuple[VolumeState, ...],
+    new: VolumeState,
+    **fields: object,
 ) -> bool:
     """Sets the volume's state (and clears its reason, unless given) only if it is still
     one of `expected`."""
@@ -54,37 +57,41 @@ def _host_and_image(ctx: JobContext, volume: Volume) -> tuple[HostNode, Image | 
 
 def ensure_on_host(ctx: JobContext, volume: Volume) -> str:
     host, image = _host_and_image(ctx, volume)
-    return storage.ensure_on_host(ctx.settings, driver_for(host), volume, image)
+    return pools.ensure_on_host(ctx.settings, driver_for(host), volume, image)
 
 
 def run_create(ctx: JobContext, job: Job, volume: Volume) -> None:
-    if volume.state != V.creating:
+    if volume.state != VolumeState.creating:
         return
     ensure_on_host(ctx, volume)
-    transition(ctx, volume.id, (V.creating,), V.available)
+    transition(ctx, volume.id, (VolumeState.creating,), VolumeState.available)
 
 
 def run_delete(ctx: JobContext, job: Job, volume: Volume) -> None:
-    if volume.state != V.deleting:
+    if volume.state != VolumeState.deleting:
         return
     host, _ = _host_and_image(ctx, volume)
-    storage.delete_from_host(driver_for(host), volume)
-    transition(ctx, volume.id, (V.deleting,), V.deleted, deleted_at=utcnow())
+    pools.delete_from_host(driver_for(host), volume)
+    transition(ctx, volume.id, (VolumeState.deleting,), VolumeState.deleted, deleted_at=utcnow())
 
 
 def run_attach(ctx: JobContext, job: Job, volume: Volume) -> None:
     """Live and persistent on a running guest, persistent only on a stopped one."""
-    if volume.state != V.attaching or volume.instance_id is None:
+    if volume.state != VolumeState.attaching or volume.instance_id is None:
         return
     with ctx.session() as session:
         instance = session.get(Instance, volume.instance_id)
     assert instance is not None
-    if instance.state in (IS.shuttingdown, IS.terminated, IS.error):
+    if instance.state in (
+        InstanceState.shuttingdown,
+        InstanceState.terminated,
+        InstanceState.error,
+    ):
         transition(
             ctx,
             volume.id,
-            (V.attaching,),
-            V.available,
+            (VolumeState.attaching,),
+            VolumeState.available,
             instance_id=None,
             device=None,
             state_reason=f"not attached: instance {instance.id} became {instance.state} first",
@@ -94,15 +101,15 @@ def run_attach(ctx: JobContext, job: Job, volume: Volume) -> None:
     host, _ = _host_and_image(ctx, volume)
     driver = driver_for(host)
     if driver.find_guest(instance.id) is not None:
-        driver.attach_disk(instance.id, storage.disk_spec(volume, path))
+        driver.attach_disk(instance.id, pools.disk_spec(volume, path))
     # else the domain is not defined yet: the next start defines it with the volume
-    transition(ctx, volume.id, (V.attaching,), V.attached, attached_at=utcnow())
+    transition(ctx, volume.id, (VolumeState.attaching,), VolumeState.attached, attached_at=utcnow())
     touch_instance(ctx, instance.id)
 
 
 def run_detach(ctx: JobContext, job: Job, volume: Volume) -> None:
     """Waits for a running guest to release the disk; `error` if it does not in time."""
-    if volume.state != V.detaching or volume.instance_id is None:
+    if volume.state != VolumeState.detaching or volume.instance_id is None:
         return
     host, _ = _host_and_image(ctx, volume)
     timeout = ctx.settings.detach_timeout
@@ -110,8 +117,8 @@ def run_detach(ctx: JobContext, job: Job, volume: Volume) -> None:
         transition(
             ctx,
             volume.id,
-            (V.detaching,),
-            V.error,
+            (VolumeState.detaching,),
+            VolumeState.error,
             state_reason=(
                 f"the guest did not release {volume.device} within {timeout:g}s, so it is "
                 f"still attached to {volume.instance_id}; detach again, or stop the "
@@ -120,7 +127,13 @@ def run_detach(ctx: JobContext, job: Job, volume: Volume) -> None:
         )
         return
     transition(
-        ctx, volume.id, (V.detaching,), V.available, instance_id=None, device=None, attached_at=None
+        ctx,
+        volume.id,
+        (VolumeState.detaching,),
+        VolumeState.available,
+        instance_id=None,
+        device=None,
+        attached_at=None,
     )
     touch_instance(ctx, volume.instance_id)
 
@@ -147,8 +160,8 @@ def fail_volume(ctx: JobContext, volume_id: str, reason: str) -> None:
     transition(
         ctx,
         volume_id,
-        tuple(s for s in V if s not in (V.deleted,)),
-        V.error,
+        tuple(s for s in VolumeState if s not in (VolumeState.deleted,)),
+        VolumeState.error,
         state_reason=reason[:2048],
     )
 
@@ -164,7 +177,7 @@ def data_volumes_of(ctx: JobContext, instance_id: str) -> list[Volume]:
                 select(Volume)
                 .where(Volume.instance_id == instance_id)
                 .where(col(Volume.boot).is_(False))
-                .where(col(Volume.state).not_in((V.deleting, V.deleted)))
+                .where(col(Volume.state).not_in((VolumeState.deleting, VolumeState.deleted)))
                 .order_by(col(Volume.device))
             )
         )
@@ -176,8 +189,8 @@ def finish_launch(ctx: JobContext, instance_id: str) -> None:
         connection.execute(
             sa.update(Volume)
             .where(col(Volume.instance_id) == instance_id)
-            .where(col(Volume.state) == V.attaching)
-            .values(state=V.attached, attached_at=utcnow(), updated_at=utcnow())
+            .where(col(Volume.state) == VolumeState.attaching)
+            .values(state=VolumeState.attached, attached_at=utcnow(), updated_at=utcnow())
         )
 
 
@@ -186,8 +199,8 @@ def fail_launch(ctx: JobContext, instance_id: str, reason: str) -> None:
         connection.execute(
             sa.update(Volume)
             .where(col(Volume.instance_id) == instance_id)
-            .where(col(Volume.state) == V.attaching)
-            .values(state=V.error, state_reason=reason[:2048], updated_at=utcnow())
+            .where(col(Volume.state) == VolumeState.attaching)
+            .values(state=VolumeState.error, state_reason=reason[:2048], updated_at=utcnow())
         )
 
 
@@ -198,21 +211,27 @@ def release_on_terminate(ctx: JobContext, host: HostNode | None, instance_id: st
         volumes = list(session.exec(select(Volume).where(Volume.instance_id == instance_id)))
     driver = driver_for(host) if host is not None else None
     for volume in volumes:
-        if volume.state == V.deleted:
+        if volume.state == VolumeState.deleted:
             continue
         if volume.boot or volume.delete_on_termination:
             if driver is not None:
-                storage.delete_from_host(driver, volume)
+                pools.delete_from_host(driver, volume)
             kept = {} if volume.boot else {"instance_id": None, "device": None}
             transition(
-                ctx, volume.id, tuple(V), V.deleted, deleted_at=utcnow(), attached_at=None, **kept
+                ctx,
+                volume.id,
+                tuple(VolumeState),
+                VolumeState.deleted,
+                deleted_at=utcnow(),
+                attached_at=None,
+                **kept,
             )
         else:
             transition(
                 ctx,
                 volume.id,
-                tuple(s for s in V if s != V.deleted),
-                V.available,
+                tuple(s for s in VolumeState if s != VolumeState.deleted),
+                VolumeState.available,
                 instance_id=None,
                 device=None,
                 attached_at=None,

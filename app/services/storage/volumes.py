@@ -2,23 +2,21 @@
 
 As with instances, the API never waits for libvirt: it checks the request, records the
 wanted state and a job in one transaction, and answers 202. The job worker does the host
-side (app/services/volume_jobs.py). State changes are compare-and-set UPDATEs, so two
+side (app/services/storage/volume_jobs.py). State changes are compare-and-set UPDATEs, so two
 requests racing for one volume (or one device) cannot both win.
 """
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.config import Settings
-from app.errors import BadRequest, Conflict, NotFound
+from app.errors import BadRequest, Conflict
 from app.ids import new_id
-from app.models import Account, HostNode, Image, Instance, Volume
+from app.models import Account, Image, Instance, Volume
 from app.models.common import utcnow
-from app.models.host_node import HostStatus
-from app.models.instance import InstanceState
+from app.models.instance import GONE_STATES, InstanceState
 from app.models.volume import (
     DATA_DEVICES,
     GIB,
@@ -28,46 +26,31 @@ from app.models.volume import (
     VolumeState,
     VolumeUpdate,
 )
-from app.services import hosts, images, instances, jobs
-from app.services.listing import PageRequest, fetch_page
+from app.services import access, jobs, placement
+from app.services.listing import PageRequest
+from app.services.state_changes import compare_and_set
 
 SORTABLE = ("created_at", "updated_at", "display_name", "state", "size", "id")
-V = VolumeState
-IS = InstanceState
 # A volume is attached or detached only while its instance stands still.
-ATTACHABLE_INSTANCE = (IS.running, IS.stopped)
-DETACHABLE_INSTANCE = (IS.running, IS.stopped, IS.error)
+ATTACHABLE_INSTANCE = (InstanceState.running, InstanceState.stopped)
+DETACHABLE_INSTANCE = (InstanceState.running, InstanceState.stopped, InstanceState.error)
 _DEVICE_ATTEMPTS = 8
-
-
-def readable(account: Account):  # type: ignore[no-untyped-def]
-    statement = select(Volume)
-    if not account.is_admin:
-        statement = statement.where(Volume.account_id == account.id)
-    return statement
-
-
-def get_volume(session: Session, account: Account, volume_id: str) -> Volume:
-    volume = session.exec(readable(account).where(Volume.id == volume_id)).first()
-    if volume is None:
-        raise NotFound.resource("volume", volume_id)
-    return volume
 
 
 def list_volumes(
     session: Session, account: Account, page: PageRequest, **filters: object
 ) -> tuple[list[Volume], int]:
-    return fetch_page(session, Volume, readable(account), page, SORTABLE, filters)
+    return access.page(session, account, Volume, page, SORTABLE, filters)
 
 
 def volumes_of_instance(session: Session, account: Account, instance_id: str) -> list[Volume]:
     """The disks an instance has (root first), not those it once had."""
-    instance = instances.get_instance(session, account, instance_id)
+    instance = access.get(session, account, Instance, instance_id)
     return list(
         session.exec(
             select(Volume)
             .where(Volume.instance_id == instance.id)
-            .where(col(Volume.state) != V.deleted)
+            .where(col(Volume.state) != VolumeState.deleted)
             .order_by(col(Volume.device))
         )
     )
@@ -79,17 +62,17 @@ def volumes_of_instance(session: Session, account: Account, instance_id: str) ->
 def create_volume(
     session: Session, settings: Settings, account: Account, body: VolumeCreate
 ) -> Volume:
-    image = images.get_image(session, account, body.image_id) if body.image_id else None
+    image = access.get(session, account, Image, body.image_id) if body.image_id else None
     size = _checked_size(settings, body.size_bytes(), image)
     if body.instance_id is not None:
-        instance = instances.get_instance(session, account, body.instance_id)
-        if instance.host_node_id is None or instance.state in (IS.shuttingdown, IS.terminated):
+        instance = access.get(session, account, Instance, body.instance_id)
+        if instance.host_node_id is None or instance.state in GONE_STATES:
             raise Conflict(f"instance {instance.id} is {instance.state}: it has no host")
         host_id = instance.host_node_id
     elif body.host_node_id is not None:
-        host_id = _usable_host(session, body.host_node_id).id
+        host_id = placement.usable_host(session, body.host_node_id).id
     else:
-        host_id = _emptiest_host(session).id
+        host_id = placement.host_for_volume(session).id
     volume = Volume(
         id=new_id("volume"),
         account_id=account.id,
@@ -105,7 +88,7 @@ def create_volume(
 
 
 def update_volume(session: Session, account: Account, volume_id: str, body: VolumeUpdate) -> Volume:
-    volume = get_volume(session, account, volume_id)
+    volume = access.get(session, account, Volume, volume_id)
     if body.display_name is not None:
         volume.display_name = body.display_name
     if body.delete_on_termination is not None:
@@ -118,16 +101,18 @@ def update_volume(session: Session, account: Account, volume_id: str, body: Volu
 
 def delete_volume(session: Session, account: Account, volume_id: str) -> Volume:
     """Idempotent for a volume already being deleted or deleted."""
-    volume = get_volume(session, account, volume_id)
-    if volume.state in (V.deleting, V.deleted):
+    volume = access.get(session, account, Volume, volume_id)
+    if volume.state in (VolumeState.deleting, VolumeState.deleted):
         return volume
-    if volume.instance_id is not None and volume.state != V.available:
+    if volume.instance_id is not None and volume.state != VolumeState.available:
         what = "the root disk" if volume.boot else f"attached as {volume.device}"
         raise Conflict(
             f"volume {volume.id} is {what} of instance {volume.instance_id}: "
             + ("terminate the instance" if volume.boot else "detach it first")
         )
-    _compare_and_set(session, volume, (V.available, V.error), V.deleting)
+    _compare_and_set(
+        session, volume, (VolumeState.available, VolumeState.error), VolumeState.deleting
+    )
     jobs.enqueue(session, "volume_delete", None, volume_id=volume.id)
     session.commit()
     session.refresh(volume)
@@ -138,13 +123,13 @@ def delete_volume(session: Session, account: Account, volume_id: str) -> Volume:
 
 
 def attach_volume(session: Session, account: Account, volume_id: str, body: VolumeAttach) -> Volume:
-    volume = get_volume(session, account, volume_id)
-    if volume.state != V.available:
+    volume = access.get(session, account, Volume, volume_id)
+    if volume.state != VolumeState.available:
         where = f" to instance {volume.instance_id}" if volume.instance_id else ""
         raise Conflict(
             f"volume {volume.id} is {volume.state}{where}; only an available one attaches"
         )
-    instance = instances.get_instance(session, account, body.instance_id)
+    instance = access.get(session, account, Instance, body.instance_id)
     if instance.account_id != volume.account_id:  # only an admin's key can see both
         raise Conflict(
             f"volume {volume.id} belongs to {volume.account_id} and instance {instance.id} "
@@ -167,8 +152,8 @@ def attach_volume(session: Session, account: Account, volume_id: str, body: Volu
             won = _compare_and_set(
                 session,
                 volume,
-                (V.available,),
-                V.attaching,
+                (VolumeState.available,),
+                VolumeState.attaching,
                 instance_id=instance.id,
                 device=device,
             )
@@ -189,14 +174,14 @@ def attach_volume(session: Session, account: Account, volume_id: str, body: Volu
 
 
 def detach_volume(session: Session, account: Account, volume_id: str) -> Volume:
-    volume = get_volume(session, account, volume_id)
+    volume = access.get(session, account, Volume, volume_id)
     if volume.boot:
         raise Conflict(
             f"volume {volume.id} is the root disk of instance {volume.instance_id}; it cannot "
             "be detached (terminate the instance instead)"
         )
     # `error` with an instance: an earlier detach timed out; asking again tries again.
-    if volume.instance_id is None or volume.state not in (V.attached, V.error):
+    if volume.instance_id is None or volume.state not in (VolumeState.attached, VolumeState.error):
         raise Conflict(f"volume {volume.id} is {volume.state}, not attached")
     instance = session.get(Instance, volume.instance_id)
     assert instance is not None
@@ -204,7 +189,9 @@ def detach_volume(session: Session, account: Account, volume_id: str) -> Volume:
         raise Conflict(
             f"instance {instance.id} is {instance.state}; detach when it is running or stopped"
         )
-    if not _compare_and_set(session, volume, (V.attached, V.error), V.detaching):
+    if not _compare_and_set(
+        session, volume, (VolumeState.attached, VolumeState.error), VolumeState.detaching
+    ):
         raise Conflict(f"volume {volume.id} changed meanwhile; look at it again")
     jobs.enqueue(session, "detach", instance.id, volume_id=volume.id)
     session.commit()
@@ -230,7 +217,7 @@ def add_launch_volumes(
         size=max(image.virtual_size, instance.root_disk_size * GIB),
         image_id=image.id,
         host_node_id=instance.host_node_id,
-        state=V.attaching,
+        state=VolumeState.attaching,
         instance_id=instance.id,
         device="vda",
         boot=True,
@@ -245,7 +232,7 @@ def add_launch_volumes(
                 display_name=wanted.display_name,
                 size=_checked_size(settings, wanted.size_bytes(), None),
                 host_node_id=instance.host_node_id,
-                state=V.attaching,
+                state=VolumeState.attaching,
                 instance_id=instance.id,
                 device=device,
                 delete_on_termination=wanted.delete_on_termination,
@@ -292,38 +279,7 @@ def _compare_and_set(
     new: VolumeState,
     **fields: object,
 ) -> bool:
-    result = session.exec(
-        sa.update(Volume)
-        .where(col(Volume.id) == volume.id)
-        .where(col(Volume.state).in_(expected))
-        .values(state=new, state_reason="", updated_at=utcnow(), **fields)
+    """A request's state change, in the request's transaction (the reason is cleared)."""
+    return compare_and_set(
+        session, Volume, volume.id, expected, new, **{"state_reason": "", **fields}
     )
-    return bool(result.rowcount == 1)
-
-
-def _usable_host(session: Session, host_id: str) -> HostNode:
-    host = hosts.get_host(session, host_id)
-    if not host.enabled or host.status != HostStatus.online:
-        raise Conflict(f"host {host.id} is not enabled and online")
-    return host
-
-
-def _emptiest_host(session: Session) -> HostNode:
-    """The enabled, online host holding the fewest volume bytes."""
-    candidates = list(
-        session.exec(
-            select(HostNode)
-            .where(col(HostNode.enabled))
-            .where(HostNode.status == HostStatus.online)
-        )
-    )
-    if not candidates:
-        raise Conflict("no host is available: none is registered, enabled and online")
-    held = dict(
-        session.exec(
-            select(Volume.host_node_id, sa.func.sum(Volume.size))
-            .where(col(Volume.state) != V.deleted)
-            .group_by(Volume.host_node_id)
-        ).all()
-    )
-    return min(candidates, key=lambda host: (held.get(host.id) or 0, host.id))

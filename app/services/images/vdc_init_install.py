@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from app.errors import BadRequest
 from app.guest import INSTALLED_SCRIPT, INSTALLED_UNIT, vdc_init_script, vdc_init_unit
-from app.services import guest_edits
-from app.services.guestfish import GuestFish
+from app.services.images import guest_edits
+from app.services.images.guestfish import GuestFish
 
 
 def install_vdc_init(fish: GuestFish, user: str | None, notes: list[str]) -> list[str]:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from sqlmodel import Session, col, select
 
 from app.models import Instance, InstanceSecurityGroup, NetworkInterface
-from app.services import security_groups
-from app.services.instances import interfaces_with_networks
+from app.models.instance import GONE_STATES
+from app.models.lookups import interfaces_with_networks
+from app.services.network import security_groups
 from hypervisor.specs import FilterRuleSpec, FilterSpec
 
 
@@ -50,7 +51,7 @@ def member_addresses(session: Session, group_id: str) -> list[str]:
             col(InstanceSecurityGroup.instance_id) == NetworkInterface.instance_id,
         )
         .where(InstanceSecurityGroup.group_id == group_id)
-        .where(col(Instance.state).not_in(security_groups.GONE))
+        .where(col(Instance.state).not_in(GONE_STATES))
         .order_by(col(NetworkInterface.ip_address))
     )
     return list(dict.fromkeys(rows))

@@ -23,7 +23,7 @@ from app.models import (
     SshKeyPair,
     Volume,
 )
-from app.services.security_groups import default_group
+from app.services.network.security_groups import default_group
 
 KEY_PREFIX = "vdc_"
 
