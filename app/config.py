@@ -31,6 +31,17 @@ class Settings(BaseSettings):
         default="0.0.0.0:8775",
         description="HOST:PORT of the EC2 metadata listener",
     )
+    metadata_max_connections: int = Field(
+        default=512, ge=1, description="Open connections the metadata listener takes in all"
+    )
+    metadata_max_connections_per_source: int = Field(
+        default=16, ge=1, description="Open metadata connections from one address (one guest)"
+    )
+    metadata_header_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds a metadata client has to send a request head (and to idle)",
+    )
     region: str = Field(
         default="vdc-1", description="Region shown by the metadata service; zone is region + 'a'"
     )
@@ -46,6 +57,15 @@ class Settings(BaseSettings):
     )
     libvirt_uri: str = Field(
         default="qemu:///system", description="URI `vdc-manage host add` uses when given none"
+    )
+    allow_test_hosts: bool = Field(
+        default=False, description="Accept libvirt test:// host URIs (the test suites' fake host)"
+    )
+    host_uri_params: str = Field(
+        default="",
+        description="Comma-separated libvirt URI parameters a host URI may carry beyond the "
+        "safe ones, e.g. socket,command: they open or run local things, so only operators "
+        "who need them should allow them",
     )
     virt_type: str = Field(default="auto", description="auto, kvm or qemu")
     import_dirs: str = Field(

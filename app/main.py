@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from app import __version__
+from app import __version__, signed_in
 from app.api import docs, health
 from app.api.errors import install_error_handlers
 from app.api.main import api_router
@@ -60,5 +60,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_router)
     app.include_router(web_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.add_middleware(RequestGuards)
+    app.add_middleware(RequestGuards, signed_in=signed_in.checker(settings, engine))
     return app

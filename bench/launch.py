@@ -80,6 +80,7 @@ def main() -> None:
         node.write_text(NODE)
         env = {k: v for k, v in os.environ.items() if not k.startswith("VDC_")} | {
             "VDC_DATA_DIR": str(base / "data"),
+            "VDC_ALLOW_TEST_HOSTS": "true",  # test:// hosts
             "VDC_API_BIND": f"127.0.0.1:{args.port}",
             "VDC_METADATA_BIND": f"127.0.0.1:{args.port + 1}",
             "VDC_WORKERS": str(args.workers),

@@ -61,7 +61,9 @@ def create_metadata_app(
         if resolver.FORWARDED_HEADER in headers and not resolver.signed_forward(headers, proxy_key):
             return text(403, "Forbidden")
         ttl = request.headers.get(TTL_HEADER, "")
-        if not ttl.isdigit() or not tokens.MIN_TTL <= int(ttl) <= tokens.MAX_TTL:
+        # isascii: str.isdigit() also takes "²" and other digits int() then refuses.
+        valid = ttl.isascii() and ttl.isdigit()
+        if not valid or not tokens.MIN_TTL <= int(ttl) <= tokens.MAX_TTL:
             return text(400, "Bad Request")
         lease = await who(request)
         if lease is None:

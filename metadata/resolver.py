@@ -48,7 +48,8 @@ def signed_forward(headers: dict[str, str], proxy_secret: bytes | None) -> tuple
     forwarded = headers.get(FORWARDED_HEADER, "").split(",")[0].strip()
     if not (instance_id and signature and forwarded):
         return None
-    if not hmac.compare_digest(signature, sign(proxy_secret, instance_id)):
+    # As bytes: compare_digest refuses str holding non-ASCII, which a client controls.
+    if not hmac.compare_digest(signature.encode(), sign(proxy_secret, instance_id).encode()):
         return None
     return instance_id, forwarded
 

@@ -36,7 +36,8 @@ def verify(secret: bytes, token: str, instance_id: str, now: float | None = None
     except (ValueError, UnicodeDecodeError) as exc:
         raise TokenError("malformed token") from exc
     expected = hmac.new(secret, f"{owner}.{expiry}".encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(signature, expected):
+    # As bytes: compare_digest refuses str holding non-ASCII, which a client controls.
+    if not hmac.compare_digest(signature.encode(), expected.encode()):
         raise TokenError("bad signature")
     if owner != instance_id:
         raise TokenError("token belongs to another instance")

@@ -133,6 +133,7 @@ def settings(tmp_path: Path, database_url: str, import_dir: Path) -> Settings:
         database_url=database_url,
         import_dirs=str(import_dir),
         max_image_size=256 * 1024 * 1024,
+        allow_test_hosts=True,  # libvirt's test:// driver stands in for hosts
         # Fast clocks for tests: the worker notices deaths, power-offs and stops quickly.
         sync_interval=0.3,
         job_lease_seconds=3,

@@ -35,10 +35,11 @@ def swagger_ui(request: Request) -> HTMLResponse:
         swagger_css_url=f"{VENDOR}/swagger-ui/swagger-ui.css",
         swagger_favicon_url=FAVICON,
         oauth2_redirect_url="/docs/oauth2-redirect",
-        swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True},
+        # Not persistAuthorization: it would keep the raw API key in localStorage, where
+        # any script of this origin (and anyone at the browser) could read it later.
+        swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": False},
     )
-    response.headers["Content-Security-Policy"] = LOCAL_ONLY
-    return response
+    return _guarded(response)
 
 
 @router.get("/docs/oauth2-redirect")
@@ -55,5 +56,12 @@ def redoc(request: Request) -> HTMLResponse:
         redoc_favicon_url=FAVICON,
         with_google_fonts=False,
     )
-    response.headers["Content-Security-Policy"] = LOCAL_ONLY
+    return _guarded(response)
+
+
+def _guarded(response: HTMLResponse) -> HTMLResponse:
+    """Local assets only, and never inside another site's frame (clickjacking the
+    Authorize dialog)."""
+    response.headers["Content-Security-Policy"] = f"{LOCAL_ONLY}; frame-ancestors 'none'"
+    response.headers["X-Frame-Options"] = "DENY"
     return response

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from app.api.deps import AdminAccount, SessionDep
+from app.api.deps import AdminAccount, SessionDep, SettingsDep
 from app.api.paging import PageDep
 from app.models.common import Page
 from app.models.host_node import HostNodeCreate, HostNodePublic, HostNodeUpdate
@@ -30,9 +30,11 @@ def list_hosts(
 
 
 @router.post("", response_model=HostNodePublic, status_code=201)
-def add_host(body: HostNodeCreate, session: SessionDep, _admin: AdminAccount) -> HostNodePublic:
+def add_host(
+    body: HostNodeCreate, session: SessionDep, settings: SettingsDep, _admin: AdminAccount
+) -> HostNodePublic:
     """Registers a host by libvirt URI; capacity is read from libvirt unless given."""
-    return hosts.public(session, [hosts.add_host(session, body)])[0]
+    return hosts.public(session, [hosts.add_host(session, settings, body)])[0]
 
 
 @router.get("/{host_id}", response_model=HostNodePublic)

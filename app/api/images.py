@@ -77,6 +77,7 @@ async def upload_image(
     """
     if account_id not in (None, account.id) and not account.is_admin:
         raise Forbidden("only an admin may register an image for another account")
+    images.may_publish(account, is_public)
     spec = ImageSpec(
         arch=arch,
         account_id=account_id or account.id,

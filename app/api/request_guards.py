@@ -1,8 +1,11 @@
 """Guards in front of every route, before a body is read or a value reaches the database.
 
-- Size: JSON and form bodies over MAX_BODY are answered 413, whether they say their length
-  or stream it. Image uploads (application/octet-stream) stream to disk and have their own
-  limit (VDC_MAX_IMAGE_SIZE), so they pass.
+- Who: a request that may carry a body (POST, PUT, PATCH, DELETE) must be signed in (an
+  API key, or a web session) before a byte of its body is read; the sign-in form is the one
+  exception. An anonymous client cannot make the server read, buffer or parse anything.
+- Size: every body is limited to MAX_BODY, whatever its content type says, answered 413
+  whether it declares its length or streams it. Only the two image upload routes stream
+  larger bodies (to disk, up to VDC_MAX_IMAGE_SIZE), and only for a signed-in caller.
 - NUL: no text vdc stores may hold a NUL character (PostgreSQL refuses them outright), so a
   path, query or JSON/form body carrying one is answered 422 here, once for every route.
   Binary user-data goes base64-encoded (`user_data_base64`) and may hold any byte.
@@ -11,16 +14,26 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
+from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY = 1024 * 1024  # the largest sane JSON here: 16 KiB of user-data, 100 rules
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Routes whose body is an image, streamed to disk by the route under its own limit.
+UPLOAD_ROUTES = frozenset({("POST", "/api/v1/images"), ("POST", "/images/upload")})
+# Routes that take a body from someone not signed in yet.
+OPEN_ROUTES = frozenset({("POST", "/login")})
 _NUL_MARKS = (b"\x00", b"\\u0000", b"%00")
+
+SignedIn = Callable[[Scope], Awaitable[bool]]
 
 
 class RequestGuards:
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
+    def __init__(self, app: ASGIApp, signed_in: SignedIn, limit: int = MAX_BODY) -> None:
         self.app = app
+        self.signed_in = signed_in
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -32,11 +45,15 @@ class RequestGuards:
         ):
             await _answer(send, 422, "validation_error", "text may not contain NUL characters")
             return
-        headers = {key.decode("latin-1").lower(): value for key, value in scope["headers"]}
-        content_type = headers.get("content-type", b"").decode("latin-1").split(";")[0].strip()
-        if content_type == "application/octet-stream":
+        route = (scope["method"], scope["path"].rstrip("/") or "/")
+        needs_sign_in = scope["method"] in BODY_METHODS and route not in OPEN_ROUTES
+        if needs_sign_in and not await self.signed_in(scope):
+            await _not_signed_in(scope, send)
+            return
+        if route in UPLOAD_ROUTES:
             await self.app(scope, receive, send)
             return
+        headers = {key.decode("latin-1").lower(): value for key, value in scope["headers"]}
         declared = headers.get("content-length", b"").decode("latin-1")
         if declared.isdigit() and int(declared) > self.limit:
             await _too_large(send, self.limit)
@@ -80,7 +97,35 @@ async def _too_large(send: Send, limit: int) -> None:
     await _answer(send, 413, "payload_too_large", f"request body over {limit} bytes")
 
 
-async def _answer(send: Send, status: int, error_type: str, detail: str) -> None:
+async def _not_signed_in(scope: Scope, send: Send) -> None:
+    """The API answers 401 as its routes do; a page sends the browser to the sign-in form."""
+    if scope["path"].startswith("/api/"):
+        await _answer(
+            send,
+            401,
+            "unauthorized",
+            "missing or invalid API key: send `Authorization: Bearer <key>`",
+            [(b"www-authenticate", b"Bearer")],
+        )
+        return
+    target = f"/login?next={quote(scope['path'])}".encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 303,
+            "headers": [(b"location", target), (b"content-length", b"0")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _answer(
+    send: Send,
+    status: int,
+    error_type: str,
+    detail: str,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     body = json.dumps({"type": error_type, "detail": detail}).encode()
     await send(
         {
@@ -89,6 +134,7 @@ async def _answer(send: Send, status: int, error_type: str, detail: str) -> None
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *(extra_headers or []),
             ],
         }
     )

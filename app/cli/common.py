@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
+from app import data_dir
 from app.config import Settings
 from app.db import engine_for, session_scope
 from app.errors import AppError
@@ -98,6 +99,7 @@ def require_migrated(settings: Settings) -> None:
 
 @contextmanager
 def database(settings: Settings) -> Iterator[Session]:
+    data_dir.make_private(settings)
     require_migrated(settings)
     engine = engine_for(settings)
     try:

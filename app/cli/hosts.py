@@ -45,7 +45,7 @@ def host_add(
         name=name, uri=uri or settings.libvirt_uri, cpu_cores=cpu_cores, memory_size=memory_size
     )
     with database(settings) as session:
-        host = hosts.add_host(session, body)
+        host = hosts.add_host(session, settings, body)
     typer.echo(host.id)
 
 

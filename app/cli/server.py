@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 import uvicorn
 
+from app import data_dir
 from app.cli.common import require_migrated, run_cli
 from app.config import Settings, split_bind
 from app.db import engine_for, session_scope
@@ -16,6 +17,7 @@ from app.migrations import current_revision, head_revision, upgrade
 from app.services.identity import accounts
 from app.services.images import images
 from metadata.app import create_metadata_app
+from metadata.limits import ConnectionLimits, guarded, http_protocol
 
 cli = typer.Typer(help="The vdc control plane server.", no_args_is_help=True, add_completion=False)
 
@@ -24,7 +26,7 @@ cli = typer.Typer(help="The vdc control plane server.", no_args_is_help=True, ad
 def migrate() -> None:
     """Creates or upgrades the database schema (SQLite or PostgreSQL) to this version."""
     settings = Settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.make_private(settings)
     url = settings.effective_database_url
     before = current_revision(url)
     upgrade(url)
@@ -44,7 +46,8 @@ def serve(
     """Serves the web UI (/), the API and its docs (/docs) on VDC_API_BIND, and the EC2
     metadata service on VDC_METADATA_BIND."""
     settings = Settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.make_private(settings)
+    data_dir.raise_open_files_limit()
     if migrate_first:
         upgrade(settings.effective_database_url)
     require_migrated(settings)
@@ -70,11 +73,17 @@ def serve(
         settings.metadata_token_secret,
         settings.metadata_proxy_secret,
     )
+    limits = ConnectionLimits(
+        max_connections=settings.metadata_max_connections,
+        max_per_source=settings.metadata_max_connections_per_source,
+        header_timeout=settings.metadata_header_timeout,
+    )
     configs.append(
         uvicorn.Config(
             metadata,
             host=metadata_host,
             port=metadata_port,
+            http=guarded(http_protocol(), limits),
             proxy_headers=False,  # else any guest could claim any address
             lifespan="off",
             access_log=False,  # every guest polls: too chatty for the server log

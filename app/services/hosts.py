@@ -5,12 +5,14 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from app.config import Settings
 from app.errors import BadRequest, Conflict, NotFound
 from app.ids import new_id
 from app.models import HostNode, Instance
 from app.models.common import utcnow
 from app.models.host_node import HostNodeCreate, HostNodePublic, HostNodeUpdate, HostStatus
 from app.models.instance import InstanceState
+from app.services import host_uris
 from app.services.changes import apply_changes
 from app.services.hypervisors import driver_for
 from app.services.listing import PageRequest, fetch_page
@@ -21,7 +23,8 @@ SORTABLE = ("created_at", "name", "id", "status")
 RELEASED_STATES = (InstanceState.terminated,)
 
 
-def add_host(session: Session, body: HostNodeCreate) -> HostNode:
+def add_host(session: Session, settings: Settings, body: HostNodeCreate) -> HostNode:
+    host_uris.check(settings, body.uri)
     if session.exec(select(HostNode).where(HostNode.name == body.name)).first():
         raise Conflict(f"a host named {body.name!r} already exists")
     if session.exec(select(HostNode).where(HostNode.uri == body.uri)).first():
@@ -34,10 +37,10 @@ def add_host(session: Session, body: HostNodeCreate) -> HostNode:
     except HypervisorError as error:
         if body.cpu_cores is None or body.memory_size is None:
             raise BadRequest(
-                f"cannot read the capacity of {body.uri} ({error}); "
+                f"cannot read the capacity of {body.uri} ({_first_line(error)}); "
                 "check the URI, or give cpu_cores and memory_size to add it offline"
             ) from error
-        host.status, host.status_reason = HostStatus.offline, str(error)
+        host.status, host.status_reason = HostStatus.offline, _first_line(error)
     else:
         host.cpu_cores, host.memory_size, host.arch = (
             capacity.cpu_cores,
@@ -139,3 +142,9 @@ def check_host(session: Session, host: HostNode) -> bool:
     session.add(host)
     session.commit()
     return True
+
+
+def _first_line(error: Exception, limit: int = 200) -> str:
+    """libvirt's reason, short: a connection error may quote what the other side sent."""
+    lines = str(error).strip().splitlines() or [""]
+    return lines[0][:limit]

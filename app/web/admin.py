@@ -42,7 +42,9 @@ async def add_host(request: Request, session: DB, user: Admin) -> Response:
     form = await form_of(request, user)
     try:
         body = HostNodeCreate(name=form.get("name", ""), uri=form.get("uri", ""))
-        host = await run_in_threadpool(hosts.add_host, session, body)  # asks libvirt
+        host = await run_in_threadpool(
+            hosts.add_host, session, request.app.state.settings, body
+        )  # asks libvirt
     except (ValidationError, AppError) as error:
         session.rollback()
         return _hosts_page(request, session, values=form, errors=field_errors(error, HOST_FIELDS))

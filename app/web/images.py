@@ -54,6 +54,7 @@ async def upload(
         is_public=is_public,
     )
     try:
+        images.may_publish(user.account, is_public)
         image = await register_upload(request, session, request.app.state.settings, spec)
     except AppError as error:
         return JSONResponse({"detail": error.detail}, status_code=error.status_code)

@@ -328,6 +328,8 @@ def make_env(run_dir: Path) -> dict[str, str]:
         "VDC_DATA_DIR": str(data_dir),
         "VDC_API_BIND": "127.0.0.1:8000",  # inside the namespace: reachable from there only
         "VDC_API_SOCKET": str(run_dir / "api.sock"),
+        # The namespace's libvirtd has its socket in the run folder: the host URI names it.
+        "VDC_HOST_URI_PARAMS": "socket",
         "VDC_METADATA_BIND": "0.0.0.0:8775",  # inside the namespace; guests reach it by DNAT
         "VDC_VIRT_TYPE": "qemu",
         "VDC_SYNC_INTERVAL": "1",

@@ -221,7 +221,7 @@ class TestChanging:
         image = upload(client, key, make_disk("a.qcow2")).json()
         changed = client.patch(
             f"/api/v1/images/{image['id']}",
-            json={"display_name": "lucid", "description": "Ubuntu 10.04", "is_public": True},
+            json={"display_name": "lucid", "description": "Ubuntu 10.04"},
             headers=bearer(key),
         )
         assert changed.status_code == 200
@@ -229,8 +229,12 @@ class TestChanging:
         assert (body["display_name"], body["description"], body["is_public"]) == (
             "lucid",
             "Ubuntu 10.04",
-            True,
+            False,
         )
+        published = client.patch(  # only an admin publishes
+            f"/api/v1/images/{image['id']}", json={"is_public": True}, headers=bearer(keys.admin)
+        )
+        assert published.status_code == 200 and published.json()["is_public"] is True
         assert body["updated_at"] >= image["updated_at"]
         shown = client.get(f"/api/v1/images/{image['id']}", headers=bearer(key)).json()
         assert shown["display_name"] == "lucid"

@@ -28,6 +28,7 @@ def database_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
 def run(settings: Settings, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VDC_")} | {
         "VDC_DATA_DIR": str(settings.data_dir),
+        "VDC_ALLOW_TEST_HOSTS": "true",  # test:// hosts
         "VDC_DATABASE_URL": settings.effective_database_url,
         "VDC_IMPORT_DIRS": settings.import_dirs,
         "VDC_MAX_IMAGE_SIZE": str(settings.max_image_size),

@@ -31,6 +31,7 @@ def run(
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VDC_")} | {
         "VDC_DATA_DIR": str(settings.data_dir),
+        "VDC_ALLOW_TEST_HOSTS": "true",  # test:// hosts
         "VDC_DATABASE_URL": settings.effective_database_url,
         "COLUMNS": "200",
     }

@@ -99,6 +99,7 @@ def test_guest_addresses_are_told_apart_over_a_real_wire(
     sh("ip", "-n", guest_ns, "addr", "add", "10.10.0.200/24", "dev", "eth0")  # no instance's
     env = {k: v for k, v in os.environ.items() if not k.startswith("VDC_")} | {
         "VDC_DATA_DIR": str(settings.data_dir),
+        "VDC_ALLOW_TEST_HOSTS": "true",  # test:// hosts
         "VDC_DATABASE_URL": settings.effective_database_url,
         "VDC_API_BIND": "127.0.0.1:8000",  # inside the server namespace
         "VDC_METADATA_BIND": "10.10.0.1:8775",

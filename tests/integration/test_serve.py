@@ -7,52 +7,23 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.integration.served import vdc_serve
+
 BIN = Path(sys.executable).parent
 
 
 @pytest.fixture
 def server(
-    tmp_path: Path, free_tcp_port: int, free_tcp_port_factory: Callable[[], int]
+    tmp_path: Path, free_tcp_port_factory: Callable[[], int]
 ) -> Iterator[tuple[str, Path, Callable[[], str]]]:
-    data_dir = tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VDC_")} | {
-        "VDC_DATA_DIR": str(data_dir),
-        "VDC_API_BIND": f"127.0.0.1:{free_tcp_port}",
-        "VDC_METADATA_BIND": f"127.0.0.1:{free_tcp_port_factory()}",
-        "VDC_IMPORT_DIRS": str(tmp_path),
-    }
-    log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(BIN / "vdc"), "serve", "--migrate"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    base = f"http://127.0.0.1:{free_tcp_port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            pytest.fail(f"vdc serve did not answer: {log.read_text()}")
-        yield base, data_dir, log.read_text
-    finally:
-        proc.send_signal(signal.SIGTERM)  # only the process this test started, by its pid
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with vdc_serve(tmp_path, free_tcp_port_factory) as served:
+        yield served.base, served.data_dir, served.output
 
 
 def test_first_start_writes_a_0600_admin_key_and_says_where(server) -> None:  # type: ignore[no-untyped-def]

@@ -71,7 +71,7 @@ def site(settings: Settings, tmp_path: Path) -> Iterator[Site]:
     node.write_text(NODE_XML.format(cpus=2, memory_kib=1024 * 1024))
     with session_scope(engine) as session:
         _, key = accounts.create_account(session, "operator", is_admin=True)
-        hosts.add_host(session, HostNodeCreate(name="node1", uri=f"test://{node}"))
+        hosts.add_host(session, settings, HostNodeCreate(name="node1", uri=f"test://{node}"))
         networks.create_network(
             session, NetworkCreate(name="lan", cidr="10.20.0.0/24", is_default=True)
         )

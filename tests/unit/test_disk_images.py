@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.errors import InvalidImage
+from app.errors import InvalidImage, PayloadTooLarge
 from app.services.images import disk_images
 
 
@@ -88,8 +88,15 @@ def test_copy_with_digest_and_convert_report_progress(tmp_path: Path) -> None:
     assert seen[-1] == ("copying", source.stat().st_size, source.stat().st_size)
 
     seen.clear()
+    copy = tmp_path / "copy.raw"
     disk_images.convert(
-        tmp_path / "copy.raw", "raw", tmp_path / "out.qcow2", "qcow2", lambda *a: seen.append(a)
+        copy,
+        "raw",
+        disk_images.inspect(copy),
+        tmp_path / "out.qcow2",
+        "qcow2",
+        64 * 1024 * 1024,
+        lambda *a: seen.append(a),
     )
     assert disk_images.inspect(tmp_path / "out.qcow2").format == "qcow2"
     assert seen[-1] == ("converting", 100, 100)
@@ -99,3 +106,51 @@ def test_copy_refuses_a_file_growing_past_the_limit(tmp_path: Path) -> None:
     source = create(tmp_path / "src.raw", "raw", "8M")
     with pytest.raises(InvalidImage, match="size limit"):
         disk_images.copy_with_digest(source, tmp_path / "copy.raw", limit=4 * 1024 * 1024)
+
+
+def _bomb(tmp_path: Path, virtual: str = "256M") -> Path:
+    """A qcow2 of a few KB whose compressed clusters expand to `virtual` bytes of data."""
+    raw = tmp_path / "pattern.raw"
+    with raw.open("wb") as out:
+        out.truncate(0)
+        block = b"vdc-bomb" * (1024 * 1024 // 8)
+        for _ in range(int(virtual.removesuffix("M"))):
+            out.write(block)
+    bomb = tmp_path / "bomb.qcow2"
+    subprocess.run(
+        [
+            "qemu-img",
+            "convert",
+            "-c",
+            "-O",
+            "qcow2",
+            "-o",
+            "compression_type=zstd",
+            str(raw),
+            str(bomb),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    raw.unlink()
+    return bomb
+
+
+def test_convert_refuses_a_virtual_size_over_the_limit_before_writing(tmp_path: Path) -> None:
+    bomb = _bomb(tmp_path)
+    assert bomb.stat().st_size < 4 * 1024 * 1024
+    info = disk_images.inspect(bomb)
+    out = tmp_path / "out.raw"
+    with pytest.raises(PayloadTooLarge, match="expands to 268435456 bytes"):
+        disk_images.convert(bomb, "qcow2", info, out, "raw", 64 * 1024 * 1024)
+    assert not out.exists()
+
+
+def test_convert_is_stopped_at_the_limit_even_when_the_header_lies(tmp_path: Path) -> None:
+    """qemu-img runs under a file size limit: past it the kernel stops the write."""
+    bomb = _bomb(tmp_path)
+    lying = disk_images.DiskInfo(format="qcow2", virtual_size=1024, file_size=1024)
+    out = tmp_path / "out.raw"
+    with pytest.raises(InvalidImage, match="grew past the size limit"):
+        disk_images.convert(bomb, "qcow2", lying, out, "raw", 16 * 1024 * 1024)
+    assert not out.exists()

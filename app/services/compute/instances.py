@@ -31,6 +31,7 @@ from app.services.listing import PageRequest
 from app.services.network import networks, security_groups
 from app.services.network.addresses import allocate_interface, interfaces_of
 from app.services.placement import PLACEMENT_LOCK, choose_host
+from app.services.state_changes import compare_and_set
 from app.services.storage import volumes
 
 SORTABLE = ("created_at", "updated_at", "display_name", "hostname", "state", "id")
@@ -100,6 +101,7 @@ def launch(
         else networks.default_network(session, account)
     )
     type_name, cpu_cores, memory_size, root_disk_size = _size(session, body)
+    volumes.root_disk_size(settings, image, root_disk_size)  # refused before placement
     user_data = body.user_data_bytes()  # validated with the body
     ssh_key_id = (
         access.get(session, account, SshKeyPair, body.ssh_key_id).id if body.ssh_key_id else None
@@ -139,32 +141,37 @@ def launch(
 def request_action(session: Session, account: Account, instance_id: str, action: str) -> Instance:
     allowed, next_state, job_kind = ACTIONS[action]
     instance = access.get(session, account, Instance, instance_id)
-    if instance.state not in allowed:
+    # Compare-and-set, not a read then a write: a terminate (or another action) committed
+    # between the two must win, never be overwritten by this request's state.
+    if not compare_and_set(session, Instance, instance.id, allowed, next_state, state_reason=""):
+        session.rollback()
+        current = session.get(Instance, instance.id)
         wanted = " or ".join(allowed)
         raise Conflict(
-            f"cannot {action} instance {instance.id} while it is {instance.state} "
-            f"(it must be {wanted})"
+            f"cannot {action} instance {instance.id} while it is "
+            f"{current.state if current else 'gone'} (it must be {wanted})"
         )
-    _set_state(instance, next_state)
-    session.add(instance)
     jobs.enqueue(session, job_kind, instance.id)
     session.commit()
+    session.refresh(instance)
     return instance
 
 
 def terminate(session: Session, account: Account, instance_id: str) -> Instance:
     """Idempotent: terminating a terminating or terminated instance changes nothing."""
     instance = access.get(session, account, Instance, instance_id)
-    if instance.state in GONE_STATES:
-        return instance
-    _set_state(instance, InstanceState.shuttingdown)
-    session.add(instance)
-    session.flush()
+    live = tuple(s for s in InstanceState if s not in GONE_STATES)
+    if not compare_and_set(
+        session, Instance, instance.id, live, InstanceState.shuttingdown, state_reason=""
+    ):
+        session.rollback()
+        return session.get(Instance, instance.id) or instance  # already going or gone
     jobs.enqueue(session, "terminate", instance.id)
     # Instances whose rules name this one's groups stop admitting its address.
     groups = security_groups.group_ids_of(session, [instance.id])[instance.id]
     security_groups.refresh_filters(session, security_groups.members_naming(session, groups))
     session.commit()
+    session.refresh(instance)
     return instance
 
 

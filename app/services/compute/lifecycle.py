@@ -16,10 +16,11 @@ import sqlalchemy as sa
 from sqlmodel import col
 
 from app.config import split_bind
-from app.models import HostNode, Image, Instance, Job, Network, NetworkInterface
+from app.models import HostNode, Image, Instance, Job, Network, NetworkInterface, Volume
 from app.models.common import utcnow
 from app.models.instance import InstanceState
 from app.models.lookups import interfaces_with_networks
+from app.services import host_uris
 from app.services.compute.instances import console_log_path
 from app.services.hypervisors import driver_for
 from app.services.jobs_context import JobContext
@@ -281,13 +282,30 @@ def run(ctx: JobContext, job: Job) -> None:
 
 
 def fail(ctx: JobContext, job: Job, reason: str) -> None:
-    """A job that failed for good: its volume, or its instance, goes to `error`."""
+    """A job that failed for good: its volume, or its instance, goes to `error`. The reason
+    is the tenant's to read, so it names the host, never its URI or address (the job row
+    and the server log keep libvirt's own words for the operator)."""
+    reason = host_uris.hide_host(reason, _host_of(ctx, job))
     if job.volume_id is not None:
         volume_jobs.fail_volume(ctx, job.volume_id, reason)
     elif job.instance_id is not None:
         fail_instance(ctx, job.instance_id, reason)
         if job.kind == "launch":
             volume_jobs.fail_launch(ctx, job.instance_id, reason)
+
+
+def _host_of(ctx: JobContext, job: Job) -> HostNode | None:
+    with ctx.session() as session:
+        owner = (
+            session.get(Volume, job.volume_id)
+            if job.volume_id
+            else session.get(Instance, job.instance_id)
+            if job.instance_id
+            else None
+        )
+        if owner is None or owner.host_node_id is None:
+            return None
+        return session.get(HostNode, owner.host_node_id)
 
 
 def fail_instance(ctx: JobContext, instance_id: str, reason: str) -> None:

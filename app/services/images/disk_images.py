@@ -11,12 +11,14 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.errors import Conflict, InvalidImage
+from app.errors import Conflict, InvalidImage, PayloadTooLarge
 
 # Formats KVM (QEMU) boots from; anything else qemu-img might recognise is refused.
 BOOTABLE_FORMATS = frozenset(
@@ -177,21 +179,66 @@ def file_digest(path: Path) -> str:
 
 
 _PROGRESS = re.compile(r"\((\d+(?:\.\d+)?)/100%\)")
+_CONVERT_CPU_SECONDS = 1800
+_CONVERT_TIMEOUT = 3600
 
 
 def convert(
     source: Path,
     source_format: str,
+    info: DiskInfo,
     target: Path,
     target_format: str,
+    max_output: int,
     progress: ProgressCallback | None = None,
     qemu_img: str = "qemu-img",
 ) -> None:
-    """Converts with `qemu-img convert -p`, reporting its percentage as ("converting", n, 100)."""
+    """Converts with `qemu-img convert -p`, reporting its percentage as ("converting", n, 100).
+
+    A small compressed image can expand to its whole virtual size (a 400 KB zstd qcow2 to
+    256 MiB of raw in half a second), so the output is bounded three times: a virtual size
+    over `max_output` is refused before anything is written, qemu-img runs under limits on
+    memory, CPU time and file size (prlimit), and the file it wrote is measured after."""
     if target_format not in CONVERSION_TARGETS:
         raise InvalidImage(f"cannot convert to {target_format!r}; choose one of qcow2, raw")
-    args = [qemu_img, "convert", "-p", "-f", source_format, "-O", target_format]
-    args += [str(source), str(target)]
+    if info.virtual_size > max_output:
+        raise PayloadTooLarge(
+            f"{source.name} expands to {info.virtual_size} bytes as {target_format}, over the "
+            f"limit of {max_output} bytes (VDC_MAX_IMAGE_SIZE)"
+        )
+    limits = (
+        ["prlimit", "--as=2147483648", f"--cpu={_CONVERT_CPU_SECONDS}", f"--fsize={max_output}"]
+        if shutil.which("prlimit")
+        else []
+    )
+    args = [*limits, "--", qemu_img] if limits else [qemu_img]
+    args += ["convert", "-p", "-f", source_format, "-O", target_format, str(source), str(target)]
+    try:
+        error = _run_with_progress(args, progress, timeout=_CONVERT_TIMEOUT)
+    except subprocess.TimeoutExpired as exc:
+        target.unlink(missing_ok=True)
+        raise InvalidImage(
+            f"conversion to {target_format} took over {_CONVERT_TIMEOUT // 60} minutes"
+        ) from exc
+    if error is not None:
+        target.unlink(missing_ok=True)
+        raise InvalidImage(f"conversion to {target_format} failed: {error}")
+    written = target.stat().st_size
+    if written > max_output:
+        target.unlink(missing_ok=True)
+        raise PayloadTooLarge(
+            f"the {target_format} conversion is {written} bytes, over the limit of "
+            f"{max_output} bytes (VDC_MAX_IMAGE_SIZE)"
+        )
+    if progress:
+        progress("converting", 100, 100)
+
+
+def _run_with_progress(
+    args: list[str], progress: ProgressCallback | None, timeout: float
+) -> str | None:
+    """Runs qemu-img with -p; None on success, else its error (stderr, or the signal)."""
+    deadline = time.monotonic() + timeout
     with subprocess.Popen(  # noqa: S603 - argument list, no shell
         args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as proc:
@@ -199,15 +246,21 @@ def convert(
         buffer = ""
         # qemu-img redraws "(12.34/100%)" with carriage returns; read as it comes.
         while char := proc.stdout.read(1):
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                raise subprocess.TimeoutExpired(args, timeout)
             buffer = buffer[-32:] + char
             if char == "\r" and (match := _PROGRESS.search(buffer)) and progress:
                 progress("converting", int(float(match.group(1))), 100)
-        error = proc.stderr.read()
-    if proc.returncode != 0:
-        target.unlink(missing_ok=True)
-        raise InvalidImage(f"conversion to {target_format} failed: {error.strip()}")
-    if progress:
-        progress("converting", 100, 100)
+        error = proc.stderr.read().strip()
+    if proc.returncode == 0:
+        return None
+    if proc.returncode == -signal.SIGXFSZ or "File too large" in error:  # EFBIG or SIGXFSZ
+        return "the output grew past the size limit"
+    if proc.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+        return "qemu-img ran out of its time or memory limits"
+    return error or f"qemu-img exited with status {proc.returncode}"
 
 
 def _create(path: Path):  # type: ignore[no-untyped-def]

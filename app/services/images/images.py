@@ -49,6 +49,15 @@ class ImageSpec:
             raise BadRequest("description is limited to 1024 characters, display name to 255")
 
 
+def may_publish(account: Account, is_public: bool | None) -> None:
+    """A public image shows in every account's launch list, so only an admin publishes one
+    (a user could otherwise plant "ubuntu-22.04" in everyone's list)."""
+    if is_public and not account.is_admin:
+        raise Forbidden(
+            "only an admin may make an image public; register it private, or ask an admin"
+        )
+
+
 # --- reading -----------------------------------------------------------------------------
 
 
@@ -161,7 +170,14 @@ def _finish(
         converted = partial.with_name(partial.name + "." + spec.convert_to)
         try:
             disk_images.convert(
-                partial, info.format, converted, spec.convert_to, progress, settings.qemu_img
+                partial,
+                info.format,
+                info,
+                converted,
+                spec.convert_to,
+                settings.max_image_size,
+                progress,
+                settings.qemu_img,
             )
             info = disk_images.inspect(converted, settings.qemu_img)
             digest = disk_images.file_digest(converted)
@@ -212,6 +228,7 @@ def _record(
 
 def update_image(session: Session, account: Account, image_id: str, changes: ImageUpdate) -> Image:
     image = _owned(session, account, image_id)
+    may_publish(account, changes.is_public)
     apply_changes(image, changes)
     image.updated_at = utcnow()
     session.add(image)

@@ -288,5 +288,14 @@ def convert(
     target = converted_path(path, fmt)
     if target.exists():
         raise Conflict(f"{target} exists already: move it away first")
-    disk_images.convert(path.resolve(), info.format, target, fmt, progress, settings.qemu_img)
+    disk_images.convert(
+        path.resolve(),
+        info.format,
+        info,
+        target,
+        fmt,
+        settings.max_image_size,
+        progress,
+        settings.qemu_img,
+    )
     return target

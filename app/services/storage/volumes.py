@@ -214,7 +214,7 @@ def add_launch_volumes(
     root = Volume(
         id=new_id("volume"),
         account_id=instance.account_id,
-        size=max(image.virtual_size, instance.root_disk_size * GIB),
+        size=root_disk_size(settings, image, instance.root_disk_size),
         image_id=image.id,
         host_node_id=instance.host_node_id,
         state=VolumeState.attaching,
@@ -240,6 +240,20 @@ def add_launch_volumes(
         )
     session.add_all(made)
     return made
+
+
+def root_disk_size(settings: Settings, image: Image, root_disk_size_gib: int) -> int:
+    """Bytes of an instance's root disk: its image's virtual size, grown to the size its
+    type asks for; refused over the limit every disk obeys (a tiny qcow2 can claim a
+    petabyte)."""
+    size = max(image.virtual_size, root_disk_size_gib * GIB)
+    if size > settings.max_volume_size * GIB:
+        raise BadRequest(
+            f"the root disk would be {size / GIB:.0f} GiB (image {image.id} has a virtual size "
+            f"of {image.virtual_size} bytes), over the limit of {settings.max_volume_size} GiB "
+            "for any disk (VDC_MAX_VOLUME_SIZE)"
+        )
+    return size
 
 
 # --- helpers -------------------------------------------------------------------------------

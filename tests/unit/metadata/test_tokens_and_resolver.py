@@ -49,3 +49,21 @@ def test_direct_requests_count_only_at_the_gateway() -> None:
     assert resolver.accept_direct(lease, "10.0.0.1")
     assert not resolver.accept_direct(lease, "192.168.1.10")
     assert not resolver.accept_direct(None, "10.0.0.1")
+
+
+def test_a_token_whose_signature_is_not_ascii_is_refused_not_a_crash() -> None:
+    """hmac.compare_digest raises TypeError on str holding non-ASCII: a 500 a client chose."""
+    import base64
+
+    crafted = base64.urlsafe_b64encode("i-abc.9999999999.é".encode()).decode()
+    with pytest.raises(tokens.TokenError):
+        tokens.verify(b"k" * 32, crafted, "i-abc")
+
+
+def test_a_forwarded_signature_that_is_not_ascii_is_ignored() -> None:
+    headers = {
+        "x-instance-id": "i-abc",
+        "x-instance-id-signature": "é" * 64,
+        "x-forwarded-for": "10.0.0.5",
+    }
+    assert resolver.signed_forward(headers, b"secret") is None

@@ -1,0 +1,69 @@
+"""`vdc serve` as a real process on real loopback ports, for tests of what only a real
+server shows: sockets, file descriptors, timeouts, file modes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Served:
+    base: str  # the API's URL
+    metadata_port: int
+    data_dir: Path
+    output: Callable[[], str]
+
+    @property
+    def admin_key(self) -> str:
+        return (self.data_dir / "admin.key").read_text().strip()
+
+
+@contextmanager
+def vdc_serve(tmp_path: Path, ports: Callable[[], int], **extra_env: str) -> Iterator[Served]:
+    data_dir = tmp_path / "data"
+    api_port, metadata_port = ports(), ports()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VDC_")} | {
+        "VDC_DATA_DIR": str(data_dir),
+        "VDC_API_BIND": f"127.0.0.1:{api_port}",
+        "VDC_METADATA_BIND": f"127.0.0.1:{metadata_port}",
+        "VDC_IMPORT_DIRS": str(tmp_path),
+        **extra_env,
+    }
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "vdc"), "serve", "--migrate"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    base = f"http://127.0.0.1:{api_port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail(f"vdc serve did not answer: {log.read_text()}")
+        yield Served(base, metadata_port, data_dir, log.read_text)
+    finally:
+        proc.send_signal(signal.SIGTERM)  # only the process this test started, by its pid
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
