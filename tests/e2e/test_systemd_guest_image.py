@@ -4,8 +4,8 @@ cached) here, read back without mounting it, and booted under plain qemu with vd
 planted in a copy (tests/e2e/guest/systemd_smoke.py), where vdc-init must set it up through
 bash. Not through vdc's API yet: that test comes with the restructured services.
 
-Costs on the 2-core development machine: about 75 s to build (debootstrap is most of it),
-3 s when cached; about 45 s for the boot check under TCG.
+Costs on the 2-core development machine (shared): 64-115 s to build (debootstrap is most
+of it), 3 s when cached; 40-55 s for the boot check under TCG: about 3 min from nothing.
 """
 
 from __future__ import annotations
