@@ -3,9 +3,15 @@
 # 169.254.169.254), for images without cloud-init. Shipped with vdc: `vdc-manage
 # guest-script` prints it, `vdc-manage image prepare --install-init` installs it.
 #
-# POSIX sh; talks HTTP with curl or wget (busybox wget does). It asks for an IMDSv2 token
-# first (curl or GNU wget PUT it; busybox wget cannot, so `nc` does where there is one)
-# and falls back to plain GETs.
+# POSIX sh. It talks HTTP with the first of these the image has: curl, wget (GNU's or
+# busybox's), `busybox wget`, python3 (urllib), bash (its /dev/tcp: HTTP/1.0 by hand, for a
+# minimal systemd distribution that has none of the others). It asks for an IMDSv2 token
+# first (curl, GNU wget, python3 and bash PUT it; busybox wget cannot, so `nc` or `busybox
+# nc` does where there is one) and falls back to plain GETs.
+#
+#   vdc-init --which-http      prints the one it would use (curl, wget, busybox-wget,
+#                              python3 or bash) and exits 0; exit 1, and a vdc-init: line
+#                              saying why, when there is none. Changes nothing.
 #
 #   every boot:                hostname, /etc/hostname and /etc/hosts;
 #                              SSH host keys, when the image has none
@@ -38,6 +44,7 @@ STATE=$ROOT/var/lib/vdc-init
 TOKEN_TTL=21600
 TOKEN=
 HTTP=
+NC=
 
 log() {
 	echo "vdc-init: $*"
@@ -65,26 +72,146 @@ bounded() {
 
 # --- talking to the metadata service ------------------------------------------------------
 
-if command -v curl >/dev/null 2>&1; then
-	HTTP=curl
-elif command -v wget >/dev/null 2>&1; then
-	HTTP=wget
-else
-	log "neither curl nor wget here: cannot reach the metadata service"
-	exit 1
-fi
+# busybox_has APPLET: there is a busybox with APPLET in it (Debian's busybox package, for
+# one, links none of its applets into PATH).
+busybox_has() {
+	command -v busybox >/dev/null 2>&1 || return 1
+	for applet in $(busybox --list 2>/dev/null); do
+		[ "$applet" != "$1" ] || return 0
+	done
+	return 1
+}
+
+# choose_http: sets HTTP to the way this image talks HTTP, the first one here of curl, wget,
+# busybox-wget, python3 and bash; fails when there is none. bash is what a minimal systemd
+# distribution (Debian's minbase) has: no curl, no wget, no busybox, no python3.
+choose_http() {
+	if command -v curl >/dev/null 2>&1; then
+		HTTP=curl
+	elif command -v wget >/dev/null 2>&1; then
+		HTTP=wget
+	elif busybox_has wget; then
+		HTTP=busybox-wget
+	elif command -v python3 >/dev/null 2>&1 &&
+		python3 -I -c 'import urllib.request' >/dev/null 2>&1; then
+		HTTP=python3
+	elif command -v bash >/dev/null 2>&1; then
+		HTTP=bash
+	else
+		return 1
+	fi
+}
+
+# The python3 way, run as python3 -I -c "$PYTHON_HTTP" METHOD URL FILE [HEADER]: one
+# request with urllib (no proxy: the service is on the link), the body of a 200 answer
+# written to FILE; exit status 1 for anything else.
+PYTHON_HTTP='
+import sys
+import urllib.request
+
+method, url, file = sys.argv[1:4]
+if not url.startswith(("http://", "https://")):
+    sys.exit(1)
+request = urllib.request.Request(url, method=method, data=b"" if method == "PUT" else None)
+for header in sys.argv[4:]:
+    name, _, value = header.partition(":")
+    request.add_header(name.strip(), value.strip())
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+try:
+    with opener.open(request, timeout=10) as answer:
+        if answer.status != 200:
+            sys.exit(1)
+        body = answer.read()
+except Exception:
+    sys.exit(1)
+with open(file, "wb") as out:
+    out.write(body)
+'
+
+# The bash way, run as bash -c "$BASH_HTTP" vdc-init METHOD URL FILE [HEADER]: one HTTP/1.0
+# request through bash's /dev/tcp (sh has none). The answer must start with a 200 status
+# line; its header lines (CRLF or LF) are read up to the blank line, and the bytes after it,
+# as they are, go to FILE (checked against Content-Length where there is one). bash reads a
+# socket a byte at a time, so cat gets exactly the body.
+# shellcheck disable=SC2016 # bash expands it, not this shell
+BASH_HTTP='
+method=$1 url=$2 file=$3 header=${4:-}
+case $url in http://*) url=${url#http://} ;; *) exit 1 ;; esac
+address=${url%%/*}
+path=${url#"$address"}
+host=${address%:*} port=${address##*:}
+[ "$port" != "$address" ] || port=80
+exec 3<>"/dev/tcp/$host/$port" || exit 1
+{
+	printf "%s %s HTTP/1.0\r\nHost: %s\r\n" "$method" "${path:-/}" "$address"
+	[ -z "$header" ] || printf "%s\r\n" "$header"
+	[ "$method" != PUT ] || printf "Content-Length: 0\r\n"
+	printf "\r\n"
+} >&3 || exit 1
+printf -v cr "\r"
+shopt -s nocasematch
+IFS= read -r -t 10 status <&3 || exit 1
+case ${status%"$cr"} in
+"HTTP/1."[01]" 200" | "HTTP/1."[01]" 200 "*) ;;
+*) exit 1 ;;
+esac
+length=""
+ended=""
+while IFS= read -r -t 10 line <&3; do
+	line=${line%"$cr"}
+	if [ -z "$line" ]; then
+		ended=1
+		break
+	fi
+	case $line in content-length:*) length=${line#*:} length=${length//[!0-9]/} ;; esac
+done
+[ -n "$ended" ] || exit 1
+cat <&3 >"$file" || exit 1
+[ -z "$length" ] || [ "$(wc -c <"$file")" -eq "$length" ]
+'
+
+# request METHOD PATH FILE [HEADER]: METHOD of BASE/latest/PATH, the body into FILE, by the
+# python3 or bash way; fails unless the service answered 200.
+request() {
+	if [ "$HTTP" = python3 ]; then
+		bounded python3 -I -c "$PYTHON_HTTP" "$1" "$BASE/latest/$2" "$3" ${4:+"$4"}
+	else
+		bounded bash -c "$BASH_HTTP" vdc-init "$1" "$BASE/latest/$2" "$3" ${4:+"$4"}
+	fi
+}
 
 # fetch PATH FILE: BASE/latest/PATH into FILE; fails (and leaves no FILE) unless it got it.
 fetch() {
 	rm -f "$2"
 	header="X-aws-ec2-metadata-token: $TOKEN"
-	if [ "$HTTP" = curl ]; then
+	case $HTTP in
+	curl)
 		curl -sf --max-time 10 ${TOKEN:+-H} ${TOKEN:+"$header"} -o "$2" "$BASE/latest/$1"
-	else
+		;;
+	wget)
 		bounded wget -q ${TOKEN:+--header} ${TOKEN:+"$header"} -O "$2" "$BASE/latest/$1"
-	fi 2>/dev/null && [ -f "$2" ] && return 0
+		;;
+	busybox-wget)
+		bounded busybox wget -q ${TOKEN:+--header} ${TOKEN:+"$header"} -O "$2" \
+			"$BASE/latest/$1"
+		;;
+	*)
+		request GET "$1" "$2" ${TOKEN:+"$header"}
+		;;
+	esac 2>/dev/null && [ -f "$2" ] && return 0
 	rm -f "$2"
 	return 1
+}
+
+# find_nc: sets NC to the command of an nc (an nc, or busybox's), or fails.
+find_nc() {
+	if command -v nc >/dev/null 2>&1; then
+		NC=nc
+	elif busybox_has nc; then
+		NC="busybox nc"
+	else
+		return 1
+	fi
 }
 
 # token_by_nc: an IMDSv2 token through a bare HTTP/1.0 PUT, for images whose only HTTP
@@ -96,12 +223,13 @@ token_by_nc() {
 	port=${address##*:}
 	[ "$port" != "$address" ] || port=80
 	# nc hangs up when its input ends: the sleep leaves the answer time to arrive.
+	# shellcheck disable=SC2086 # NC is a command and its first argument
 	answer=$(
 		{
 			printf 'PUT /latest/api/token HTTP/1.0\r\nHost: %s\r\n' "$address"
 			printf 'X-aws-ec2-metadata-token-ttl-seconds: %s\r\n\r\n' "$TOKEN_TTL"
 			sleep 1
-		} | bounded nc "$host" "$port" 2>/dev/null | tr -d '\r'
+		} | bounded $NC "$host" "$port" 2>/dev/null | tr -d '\r'
 	)
 	case $answer in
 	"HTTP/"*" 200"*) printf '%s\n' "$answer" | sed '1,/^$/d' ;;
@@ -114,17 +242,28 @@ token_by_nc() {
 get_token() {
 	TOKEN=
 	ttl_header="X-aws-ec2-metadata-token-ttl-seconds: $TOKEN_TTL"
-	if [ "$HTTP" = curl ]; then
+	case $HTTP in
+	curl)
 		TOKEN=$(curl -sf --max-time 10 -X PUT -H "$ttl_header" "$BASE/latest/api/token" \
 			2>/dev/null) || TOKEN=
-	else
+		;;
+	wget | busybox-wget)
 		# GNU wget can PUT; busybox wget refuses --method at once, and nc steps in.
-		TOKEN=$(bounded wget -q -O - --method=PUT --header="$ttl_header" \
-			"$BASE/latest/api/token" 2>/dev/null) || TOKEN=
-		if [ -z "$TOKEN" ] && command -v nc >/dev/null 2>&1; then
+		if [ "$HTTP" = wget ]; then
+			TOKEN=$(bounded wget -q -O - --method=PUT --header="$ttl_header" \
+				"$BASE/latest/api/token" 2>/dev/null) || TOKEN=
+		fi
+		if [ -z "$TOKEN" ] && find_nc; then
 			TOKEN=$(token_by_nc) || TOKEN=
 		fi
-	fi
+		;;
+	*)
+		if request PUT api/token "$WORK/token" "$ttl_header" 2>/dev/null; then
+			IFS= read -r TOKEN <"$WORK/token" || true
+		fi
+		rm -f "$WORK/token"
+		;;
+	esac
 	case $TOKEN in
 	*[!A-Za-z0-9._=-]*) TOKEN= ;; # not a token: an error page, a proxy's answer
 	esac
@@ -280,6 +419,21 @@ run_user_data() {
 }
 
 # --- main ---------------------------------------------------------------------------------
+
+if ! choose_http; then
+	log "no curl, wget, busybox, python3 or bash here: cannot reach the metadata service"
+	exit 1
+fi
+if [ "${1:-}" = --which-http ]; then
+	echo "$HTTP"
+	exit 0
+fi
+case $HTTP in
+busybox-wget) log "using busybox wget" ;;
+python3) log "using python3 (urllib)" ;;
+bash) log "using bash (/dev/tcp, HTTP/1.0)" ;;
+*) log "using $HTTP" ;;
+esac
 
 mkdir -p "$STATE"
 chmod 700 "$STATE"

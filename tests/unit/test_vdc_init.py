@@ -1,7 +1,9 @@
 """vdc-init, the guest boot script, run as a guest would run it: under busybox sh (or dash),
 with only busybox applets on PATH (plus curl, GNU wget or ssh-keygen where a case says so),
-against a small EC2-style metadata server on 127.0.0.1. VDC_INIT_ROOT points the script at
-a folder instead of /.
+or as on a minimal systemd distribution, with only the host's coreutils, grep, sed and
+hostname on PATH, plus bash or python3 (its only ways to talk HTTP); against a small
+EC2-style metadata server on 127.0.0.1. VDC_INIT_ROOT points the script at a folder
+instead of /.
 
 Each run is in a UTS namespace of its own: the script really sets the hostname (busybox sh
 runs its own `hostname` applet whatever PATH says), and must never set the test machine's.
@@ -22,10 +24,21 @@ import pytest
 
 from app.guest import vdc_init_script
 
+# Where the host's own programs are (not a pyenv's or a venv's python3).
+SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 DASH = shutil.which("dash") or "/bin/dash"
-# Root may unshare the UTS namespace alone; anyone else needs a user namespace for it.
-ISOLATED = ["unshare", "--uts"] if os.geteuid() == 0 else ["unshare", "-r", "--uts"]
+BASH = shutil.which("bash", path=SYSTEM_PATH) or "/bin/bash"
+# What vdc-init (and the test's user-data) runs on a guest without busybox: a minimal
+# Debian's coreutils, grep, sed and hostname.
+MINIMAL_TOOLS = (
+    "cat", "chmod", "chown", "cp", "date", "grep", "head", "hostname", "id", "mkdir", "mv",
+    "rm", "sed", "sleep", "timeout", "touch", "tr", "wc",
+)  # fmt: skip
+# Root may unshare the UTS namespace alone; anyone else needs a user namespace for it. By
+# its path: a guest's PATH may have no unshare.
+UNSHARE = shutil.which("unshare", path=SYSTEM_PATH) or "/usr/bin/unshare"
+ISOLATED = [UNSHARE, "--uts"] if os.geteuid() == 0 else [UNSHARE, "-r", "--uts"]
 # Runs vdc-init ($1, under shell $0) as a boot would, after a hostname the image came with.
 BOOT = 'hostname image-default; "$0" "$1"; rc=$?; echo "HOSTNAME-AFTER=$(hostname)"; exit $rc'
 KEY_A = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ0aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa alice"
@@ -41,6 +54,10 @@ class Metadata:
     paths: dict[str, bytes]
     tokens: str = "optional"  # optional | required | unsupported (PUT is 405, as IMDSv1)
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
+    # Each request's HTTP version and Host header, in the same order.
+    seen: list[tuple[str, str | None]] = field(default_factory=list)
+    # Paths whose answer says Content-Length: 100 more than it sends (a cut connection).
+    cut_short: set[str] = field(default_factory=set)
 
     def for_instance(self, instance_id: str, hostname: str, keys: list[str]) -> None:
         self.paths = {
@@ -63,12 +80,14 @@ def _handler(metadata: Metadata) -> type[BaseHTTPRequestHandler]:
 
         def _answer(self, status: int, body: bytes = b"") -> None:
             self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
+            extra = 100 if self.path.removeprefix("/latest/") in metadata.cut_short else 0
+            self.send_header("Content-Length", str(len(body) + extra))
             self.end_headers()
             self.wfile.write(body)
 
         def do_PUT(self) -> None:  # http.server's naming
             metadata.requests.append(("PUT", self.path, None))
+            metadata.seen.append((self.request_version, self.headers.get("Host")))
             ttl = self.headers.get("X-aws-ec2-metadata-token-ttl-seconds", "")
             if metadata.tokens == "unsupported":
                 self._answer(405, b"Method Not Allowed")
@@ -80,6 +99,7 @@ def _handler(metadata: Metadata) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             token = self.headers.get("X-aws-ec2-metadata-token")
             metadata.requests.append(("GET", self.path, token))
+            metadata.seen.append((self.request_version, self.headers.get("Host")))
             if token is not None and token != TOKEN:
                 return self._answer(401, b"Unauthorized")
             if token is None and metadata.tokens == "required":
@@ -104,7 +124,8 @@ def metadata() -> Iterator[tuple[Metadata, str]]:
 
 @dataclass
 class Guest:
-    """A guest's root folder and a PATH of busybox applets (with or without some tools)."""
+    """A guest's root folder and its PATH: busybox applets (with or without some tools), or
+    a minimal distribution's tools."""
 
     root: Path
     bin: Path
@@ -112,12 +133,27 @@ class Guest:
     hostnames: list[str] = field(default_factory=list)  # after each run
 
     def run(self, tries: int = 3, shell: str = BUSYBOX) -> subprocess.CompletedProcess[str]:
+        """A boot: vdc-init run by shell (busybox's sh, dash or bash, by its path)."""
+        script = self._script()
+        args = [BUSYBOX, "sh", "-c", BOOT, "sh", str(script)]
+        if shell != BUSYBOX:
+            args = [shell, "-c", BOOT, shell, str(script)]
+        result = self._isolated(args, tries)
+        self.hostnames.append(result.stdout.rpartition("HOSTNAME-AFTER=")[2].strip())
+        return result
+
+    def which_http(self, shell: str = DASH) -> subprocess.CompletedProcess[str]:
+        """`vdc-init --which-http`, as image prepare would run it in the image."""
+        shell_args = [BUSYBOX, "sh"] if shell == BUSYBOX else [shell]
+        return self._isolated([*shell_args, str(self._script()), "--which-http"], tries=3)
+
+    def _script(self) -> Path:
         script = self.root.parent / "vdc-init"
         script.write_text(vdc_init_script())
-        args = [BUSYBOX, "sh", "-c", BOOT, "sh", str(script)]
-        if shell == DASH:
-            args = [DASH, "-c", BOOT, DASH, str(script)]
-        result = subprocess.run(
+        return script
+
+    def _isolated(self, args: list[str], tries: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             [*ISOLATED, *args],
             env={
                 "PATH": str(self.bin),
@@ -129,16 +165,14 @@ class Guest:
             text=True,
             timeout=60,
         )
-        self.hostnames.append(result.stdout.rpartition("HOSTNAME-AFTER=")[2].strip())
-        return result
 
-    def add_tool(self, name: str) -> None:
-        found = shutil.which(name)
+    def add_tool(self, name: str, path: str | None = None) -> None:
+        found = shutil.which(name, path=path)
         assert found, f"{name} is needed on the test machine"
         (self.bin / name).symlink_to(found)
 
 
-def make_guest(tmp_path: Path, url: str, without: tuple[str, ...] = ()) -> Guest:
+def _guest_root(tmp_path: Path) -> Path:
     root = tmp_path / "root"
     for folder in ("etc/ssh", "root", "var/lib", "home/alice", "tmp"):
         (root / folder).mkdir(parents=True)
@@ -146,6 +180,11 @@ def make_guest(tmp_path: Path, url: str, without: tuple[str, ...] = ()) -> Guest
         f"root:x:0:0:root:/root:/bin/sh\nalice:x:{os.getuid() + 4242}:4242::/home/alice:/bin/sh\n"
     )
     (root / "etc/hosts").write_text("127.0.0.1 localhost\n10.9.9.9 printer.lan printer\n")
+    return root
+
+
+def make_guest(tmp_path: Path, url: str, without: tuple[str, ...] = ()) -> Guest:
+    root = _guest_root(tmp_path)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True)
@@ -153,6 +192,16 @@ def make_guest(tmp_path: Path, url: str, without: tuple[str, ...] = ()) -> Guest
         if applet not in without:
             (bin_dir / applet).symlink_to(BUSYBOX)
     return Guest(root=root, bin=bin_dir, url=url)
+
+
+def make_minimal_guest(tmp_path: Path, url: str, tools: tuple[str, ...]) -> Guest:
+    """A guest as a minimal systemd distribution has it: no busybox, no curl, no wget, no nc;
+    the host's MINIMAL_TOOLS and tools (bash, python3, busybox, ...) on PATH."""
+    (tmp_path / "bin").mkdir()
+    guest = Guest(root=_guest_root(tmp_path), bin=tmp_path / "bin", url=url)
+    for tool in (*MINIMAL_TOOLS, *tools):
+        guest.add_tool(tool, path=SYSTEM_PATH)
+    return guest
 
 
 def log_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
@@ -231,7 +280,8 @@ def test_busybox_wget_without_nc_falls_back_to_plain_gets(
     tmp_path: Path, metadata: tuple[Metadata, str]
 ) -> None:
     service, url = metadata
-    guest = make_guest(tmp_path, url, without=("nc",))
+    # No busybox on PATH either: `busybox nc` would do.
+    guest = make_guest(tmp_path, url, without=("nc", "busybox"))
     # dash: busybox sh would find its own nc applet whatever PATH says.
     result = guest.run(shell=DASH)
     assert result.returncode == 0, result.stdout
@@ -349,3 +399,158 @@ def test_user_data_without_shebang_and_hostile_values_are_not_used(
     assert guest.hostnames == ["image-default"]
     assert (guest.root / "root/.ssh/authorized_keys").read_text() == ""
     assert not (guest.root / "user-data-proof").exists()
+
+
+# --- without curl, wget or busybox: python3, bash's /dev/tcp --------------------------------
+
+# The answers of a minimal distribution's guest, by its only way to talk HTTP.
+RAW_WAYS = {
+    "bash": (("bash",), "using bash (/dev/tcp, HTTP/1.0)"),
+    "python3": (("python3",), "using python3 (urllib)"),
+}
+
+
+def assert_set_up(
+    guest: Guest, service: Metadata, result: subprocess.CompletedProcess[str]
+) -> None:
+    """The whole first boot happened, with an IMDSv2 token on every GET."""
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert service.requests[0] == ("PUT", "/latest/api/token", None)
+    gets = [r for r in service.requests if r[0] == "GET"]
+    assert gets and all(token == TOKEN for _, _, token in gets)
+    assert guest.hostnames == ["web-1"]
+    assert (guest.root / "etc/hostname").read_text() == "web-1\n"
+    assert (
+        (guest.root / "etc/hosts")
+        .read_text()
+        .endswith("10.0.0.5 web-1.example.internal web-1 # vdc-init\n")
+    )
+    assert (guest.root / "root/.ssh/authorized_keys").read_text() == KEY_A + "\n"
+    assert (guest.root / "user-data-proof").read_text() == f"ran-as-{os.getuid()}\n"
+    logged = "\n".join(log_lines(result))
+    assert "public keys for root: 1 added to /root/.ssh/authorized_keys" in logged
+    assert "user-data exited with status 0" in logged
+    assert log_lines(result)[-1] == "vdc-init: done"
+
+
+@pytest.mark.parametrize("shell", [BASH, DASH], ids=["bash", "dash"])
+def test_minimal_guest_with_only_bash_talks_http_by_dev_tcp(
+    tmp_path: Path, metadata: tuple[Metadata, str], shell: str
+) -> None:
+    service, url = metadata
+    service.tokens = "required"
+    guest = make_minimal_guest(tmp_path, url, ("bash",))
+    result = guest.run(shell=shell)
+    assert_set_up(guest, service, result)
+    # HTTP/1.0 by hand, with the Host header.
+    address = url.removeprefix("http://")
+    assert service.seen and all(seen == ("HTTP/1.0", address) for seen in service.seen)
+    assert log_lines(result)[0] == "vdc-init: using bash (/dev/tcp, HTTP/1.0)"
+    assert "IMDSv2 token, bash)" in result.stdout
+
+
+def test_minimal_guest_with_only_python3_talks_http_by_urllib(
+    tmp_path: Path, metadata: tuple[Metadata, str]
+) -> None:
+    service, url = metadata
+    service.tokens = "required"
+    guest = make_minimal_guest(tmp_path, url, ("python3",))  # and no bash
+    result = guest.run(shell=DASH)
+    assert_set_up(guest, service, result)
+    assert log_lines(result)[0] == "vdc-init: using python3 (urllib)"
+    assert "IMDSv2 token, python3)" in result.stdout
+
+
+def test_debian_busybox_package_without_links_is_used_as_busybox_wget(
+    tmp_path: Path, metadata: tuple[Metadata, str]
+) -> None:
+    service, url = metadata
+    service.tokens = "required"
+    guest = make_minimal_guest(tmp_path, url, ("busybox", "bash"))
+    result = guest.run(shell=DASH)
+    assert_set_up(guest, service, result)  # the token through `busybox nc`
+    assert log_lines(result)[0] == "vdc-init: using busybox wget"
+    assert "IMDSv2 token, busybox-wget)" in result.stdout
+
+
+@pytest.mark.parametrize("way", RAW_WAYS)
+def test_raw_ways_take_only_a_200_and_the_body_byte_for_byte(
+    tmp_path: Path, metadata: tuple[Metadata, str], way: str
+) -> None:
+    service, url = metadata
+    service.tokens = "unsupported"  # PUT answers 405: plain GETs
+    # A 404 (no hostname, no public keys) is no answer, not a value.
+    for path in ("meta-data/local-hostname", "meta-data/public-keys/"):
+        del service.paths[path]
+    # A body of every byte, blank CRLF lines and a status line in it; kept as it came.
+    user_data = b"#!/bin/sh\nexit 0\n" + bytes(range(256)) + b"\r\n\r\nHTTP/1.0 200 OK\r\n\r\n"
+    service.paths["user-data"] = user_data
+    # A connection cut before Content-Length bytes came is no answer either.
+    service.cut_short.add("meta-data/local-ipv4")
+    tools, using = RAW_WAYS[way]
+    guest = make_minimal_guest(tmp_path, url, tools)
+    result = guest.run(shell=DASH)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert log_lines(result)[0] == f"vdc-init: {using}"
+    assert f"plain GETs, {way})" in result.stdout
+    assert ("PUT", "/latest/api/token", None) in service.requests
+    assert all(token is None for _, _, token in service.requests)
+    assert "no hostname in the metadata: hostname left as it is" in result.stdout
+    assert guest.hostnames == ["image-default"]
+    assert "no public key in the metadata" in result.stdout
+    stored = guest.root / "var/lib/vdc-init/instances/i-first001/user-data"
+    assert stored.read_bytes() == user_data
+    assert "user-data exited with status 0" in result.stdout
+
+    # local-ipv4 cut short: /etc/hosts falls back to 127.0.1.1 (after a hostname).
+    service.paths["meta-data/local-hostname"] = b"web-1"
+    again = guest.run(shell=DASH)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "hostname web-1; /etc/hosts: 127.0.1.1 web-1" in again.stdout
+
+
+@pytest.mark.parametrize(
+    ("tools", "expected"),
+    [
+        (("curl", "wget", "busybox", "python3", "bash"), "curl"),
+        (("wget", "busybox", "python3", "bash"), "wget"),
+        (("busybox", "python3", "bash"), "busybox-wget"),
+        (("python3", "bash"), "python3"),
+        (("bash",), "bash"),
+    ],
+    ids=["curl", "wget", "busybox-wget", "python3", "bash"],
+)
+def test_which_http_names_the_way_it_would_use_and_changes_nothing(
+    tmp_path: Path, metadata: tuple[Metadata, str], tools: tuple[str, ...], expected: str
+) -> None:
+    service, url = metadata
+    guest = make_minimal_guest(tmp_path, url, tools)
+    result = guest.which_http()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == f"{expected}\n"
+    assert not service.requests
+    assert not (guest.root / "var/lib/vdc-init").exists()
+
+
+def test_busybox_guest_which_http_is_wget(tmp_path: Path, metadata: tuple[Metadata, str]) -> None:
+    _, url = metadata
+    guest = make_guest(tmp_path, url)
+    for shell in (BUSYBOX, DASH):
+        result = guest.which_http(shell=shell)
+        assert (result.returncode, result.stdout) == (0, "wget\n"), result.stderr
+
+
+def test_no_way_to_talk_http_is_said_and_nothing_done(
+    tmp_path: Path, metadata: tuple[Metadata, str]
+) -> None:
+    service, url = metadata
+    guest = make_minimal_guest(tmp_path, url, ())
+    expected = "vdc-init: no curl, wget, busybox, python3 or bash here: cannot reach the metadata"
+    which = guest.which_http()
+    assert which.returncode == 1
+    assert which.stdout.startswith(expected)
+    boot = guest.run(shell=DASH)
+    assert boot.returncode == 1
+    assert log_lines(boot) == [which.stdout.strip()]
+    assert guest.hostnames == ["image-default"]
+    assert not service.requests
