@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import resource
 import stat
+from pathlib import Path
 
 from app.config import Settings
 
@@ -23,8 +24,19 @@ def make_private(settings: Settings) -> None:
     os.umask(0o077)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.data_dir, DIR_MODE)
+    if settings.image_dir.is_dir():
+        make_passable(settings.image_dir)
     for name in ("vdc.sqlite3", "vdc.sqlite3-wal", "vdc.sqlite3-shm", "admin.key", "web.secret"):
         _chmod_at_most(settings.data_dir / name, 0o600)
+
+
+def make_passable(folder: Path) -> Path:
+    """Creates a folder under the data dir that qemu (another user) passes through to the
+    disks below it, as the data dir itself: 0711 whatever the umask. libvirt checks, as
+    qemu's user, that an overlay's backing file (an image in the image store) exists."""
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, DIR_MODE)
+    return folder
 
 
 def _chmod_at_most(path: os.PathLike[str], mode: int) -> None:

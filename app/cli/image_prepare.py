@@ -114,6 +114,8 @@ def _print_report(report: PrepareReport) -> None:
         typer.echo(f"  changed: {change}")
     for note in report.notes:
         typer.echo(f"  note: {note}")
+    for warning in report.warnings:
+        typer.secho(f"  warning: {warning}", fg=typer.colors.YELLOW)
     if not report.changes:
         typer.echo("  nothing needed changing")
 

@@ -227,6 +227,7 @@ def systemd_tree(root: Path) -> Path:
         "debian:x:1000:1000:Debian:/home/debian:/bin/bash\n",
         "etc/hostname": "localhost\n",
         "bin/sh": "an executable would be here\n",
+        "bin/bash": "bash would be here\n",
         "lib/systemd/systemd": "systemd would be here\n",
         "usr/bin/cloud-init": "cloud-init would be here\n",
         "lib/modules/6.1.0-9-amd64/modules.builtin": "kernel/fs/ext4/ext4.ko\n",
@@ -269,6 +270,7 @@ def test_a_systemd_image_gets_the_unit_resolved_and_modules_load_d(
         "vdc-init installs the public keys for debian (/etc/default/vdc-init)",
         "enabled /etc/systemd/system/vdc-init.service",
         "note: this image has cloud-init",
+        "note: vdc-init will use bash (/dev/tcp, HTTP/1.0), started by systemd",
     ):
         assert change in report, report
     assert "udev" not in report and "SSH host keys" not in report  # there were none
@@ -295,3 +297,67 @@ def test_a_systemd_image_gets_the_unit_resolved_and_modules_load_d(
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert "changed:" not in again.stdout and "nothing needed changing" in again.stdout
+
+
+# --- what vdc-init and the network need (issue: vdc-init on a minimal distribution) ------
+
+
+def minimal_tree(root: Path, *, bash: bool) -> Path:
+    """A minimal systemd distribution: no curl, no wget, no busybox, no python3; bash only
+    if asked; cloud-init installed but switched off by its marker file; no DHCP set up."""
+    files = {
+        "etc/os-release": 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\n'
+        'VERSION_ID="12"\n',
+        "etc/debian_version": "12.5\n",
+        "etc/fstab": "/dev/vda / ext4 defaults 0 1\n",
+        "etc/passwd": "root:x:0:0:root:/root:/bin/sh\n",
+        "bin/sh": "dash would be here\n",
+        "usr/lib/systemd/systemd": "systemd would be here\n",
+        "usr/bin/cloud-init": "cloud-init would be here\n",
+        "etc/cloud/cloud-init.disabled": "",
+    }
+    if bash:
+        files["usr/bin/bash"] = "bash would be here\n"
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    (root / "etc/systemd/system").mkdir(parents=True)
+    return root
+
+
+def test_an_image_vdc_init_could_not_work_in_is_refused_unchanged(
+    settings: Settings, import_dir: Path, tmp_path: Path
+) -> None:
+    image = import_dir / "no-http.raw"
+    tree = minimal_tree(tmp_path / "tree", bash=False)
+    subprocess.run(
+        ["mkfs.ext4", "-q", "-F", "-d", str(tree), str(image), "32M"],
+        check=True,
+        capture_output=True,
+    )
+    before = digest(image)
+    result = manage("image", "prepare", str(image), "--install-init", settings=settings)
+    refused(result, "no curl, wget, busybox, python3 or bash")
+    assert digest(image) == before
+
+
+def test_a_minimal_image_with_bash_is_prepared_and_told_what_it_lacks(
+    settings: Settings, import_dir: Path, tmp_path: Path
+) -> None:
+    image = import_dir / "bash-only.raw"
+    tree = minimal_tree(tmp_path / "tree", bash=True)
+    subprocess.run(
+        ["mkfs.ext4", "-q", "-F", "-d", str(tree), str(image), "32M"],
+        check=True,
+        capture_output=True,
+    )
+    result = manage("image", "prepare", str(image), "--install-init", settings=settings)
+    assert result.returncode == 0, result.stderr
+    report = result.stdout
+    assert "note: vdc-init will use bash (/dev/tcp, HTTP/1.0), started by systemd" in report
+    assert (
+        "note: cloud-init is installed but switched off (/etc/cloud/cloud-init.disabled)" in report
+    )
+    assert "has cloud-init, which also reads" not in report
+    assert "warning: found nothing that brings the first network interface up by DHCP" in report
+    assert "enabled /etc/systemd/system/vdc-init.service" in report

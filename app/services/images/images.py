@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sqlmodel import Session, col, select
 
+from app import data_dir
 from app.config import KNOWN_ARCHES, Settings
 from app.errors import BadRequest, Conflict, Forbidden, InvalidImage, PayloadTooLarge
 from app.ids import new_id
@@ -136,7 +137,7 @@ def partial_file(settings: Settings) -> Iterator[Path]:
 
     A crash can leave one behind; `sweep_partials` clears them at the next start.
     """
-    settings.image_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.make_passable(settings.image_dir)
     partial = settings.image_dir / f"{PARTIAL_PREFIX}{new_id('image')}"
     try:
         yield partial

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from app.config import Settings
 from app.errors import BadRequest, Conflict, InvalidImage
-from app.services.images import disk_images, guest_edits, vdc_init_install
+from app.services.images import disk_images, guest_edits, image_checks, vdc_init_install
 from app.services.images.disk_images import DiskInfo, ProgressCallback
 from app.services.images.guestfish import GuestFish, session
 
@@ -55,6 +55,7 @@ class PrepareReport:
     operating_system: str = ""
     changes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 # --- before the appliance starts: refuse what cannot or must not be changed -------------
@@ -109,9 +110,19 @@ def prepare(
     options.check()
     report = PrepareReport(path=path, info=info)
     with session(path.resolve(), info.format, settings.virt_type) as fish:
-        report.operating_system = mount_linux_root(fish, path)
+        # First read-only: every refusal below leaves the file exactly as it was.
+        report.operating_system = mount_linux_root(fish, path, read_only=True)
         if options.init_user is not None:
             vdc_init_install.check_user(fish, options.init_user)
+        if options.install_init:
+            facts = image_checks.check_for_vdc_init(fish)
+            report.notes.append(f"vdc-init will use {facts.http}, started by {facts.init}")
+        else:
+            facts = image_checks.look(fish)
+        report.notes += facts.notes
+        report.warnings += facts.warnings
+        fish.call("umount-all")
+        mount_linux_root(fish, path)
         report.changes += clear_persistent_net(fish)
         report.changes += clear_hwaddr(fish)
         report.changes += remove_ssh_host_keys(fish)
@@ -120,14 +131,13 @@ def prepare(
         for server in options.nameservers:
             report.changes += add_nameserver(fish, server)
         if options.install_init:
-            report.changes += vdc_init_install.install_vdc_init(
-                fish, options.init_user, report.notes
-            )
+            report.changes += vdc_init_install.install_vdc_init(fish, options.init_user)
     return report
 
 
-def mount_linux_root(fish: GuestFish, path: Path) -> str:
+def mount_linux_root(fish: GuestFish, path: Path, read_only: bool = False) -> str:
     """Mounts the one Linux installation found, as its fstab says; returns its name."""
+    mount = "mount-ro" if read_only else "mount"
     roots = fish.lines("inspect-os")
     if not roots:
         raise InvalidImage(
@@ -145,12 +155,12 @@ def mount_linux_root(fish: GuestFish, path: Path) -> str:
         line.split(": ", 1) for line in fish.lines("list-filesystems") if ": " in line
     )
     mounts = [line.split(": ", 1) for line in fish.lines("inspect-get-mountpoints", root)]
-    fish.call("mount", root, "/")
+    fish.call(mount, root, "/")
     for mountpoint, device in sorted(mounts, key=lambda pair: len(pair[0])):
         # fstab may name devices that are not in this image (a swap file, /dev/vdb...).
         usable = filesystems.get(device, "swap") not in ("swap", "unknown")
         if mountpoint != "/" and usable and fish.is_dir(mountpoint):
-            fish.call("mount", device, mountpoint)
+            fish.call(mount, device, mountpoint)
     product = fish.call("inspect-get-product-name", root).strip()  # Debian's is "12.5"
     distro = fish.call("inspect-get-distro", root).strip()
     if product == "unknown":

@@ -10,9 +10,9 @@ from app.services.images import guest_edits
 from app.services.images.guestfish import GuestFish
 
 
-def install_vdc_init(fish: GuestFish, user: str | None, notes: list[str]) -> list[str]:
-    if fish.exists("/usr/bin/cloud-init"):
-        notes.append("this image has cloud-init, which also reads the metadata service")
+def install_vdc_init(fish: GuestFish, user: str | None) -> list[str]:
+    """Run after image_checks.check_for_vdc_init has found a shell, an HTTP client and an
+    init system for it."""
     changes = []
     script = vdc_init_script()
     if not (fish.is_file(INSTALLED_SCRIPT) and fish.read_text(INSTALLED_SCRIPT) == script):
