@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e import multihost
 from tests.e2e.harness import E2E, new_world
 
 # Kept between runs on a machine (the guest image, libvirt's capability cache); a fresh
@@ -44,6 +45,10 @@ def e2e() -> Iterator[E2E]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if multihost.TIMINGS:
+        terminalreporter.section("e2e: two hosts")
+        for what, seconds in multihost.TIMINGS:
+            terminalreporter.write_line(f"  {what:45} {seconds:6.1f} s")
     if _session is None or not _session.timings:
         return
     terminalreporter.section("e2e: launch -> guest has its IP")
