@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from app.cli.common import database, print_record, print_table, reports_errors
+from app.cli.common import OPERATOR, database, print_record, print_table, reports_errors
 from app.config import Settings
 from app.services.identity import accounts
 
@@ -37,7 +37,7 @@ def account_add(
 def account_key(account_id: str) -> None:
     """Issues another API key for an account (by id or name)."""
     with database(Settings()) as session:
-        key = accounts.issue_key(session, accounts.get_account(session, account_id).id)
+        _, key = accounts.issue_key(session, OPERATOR, account_id=account_id)
     typer.echo(f"api_key: {key}")
 
 

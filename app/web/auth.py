@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from app.errors import Unauthorized
 from app.web import session as web_session
 from app.web.pages import DB, PageRoute, User, form_of, render
 
@@ -25,9 +26,11 @@ def login_form(request: Request, next: str = "/instances") -> Response:
 async def login(request: Request, session: DB) -> Response:
     form = await request.form()
     key, target = str(form.get("api_key", "")), _safe_next(str(form.get("next", "/instances")))
-    cookie = web_session.sign_in(session, request.app.state.settings, key)
-    if cookie is None:
-        errors = {"api_key": "this API key is not valid"}
+    try:
+        cookie = web_session.sign_in(session, request.app.state.settings, key)
+    except Unauthorized as refused:
+        why = "this API key is not valid" if refused.detail == "invalid API key" else refused.detail
+        errors = {"api_key": why}
         return render(request, "login.html", {"next": target, "errors": errors}, status=401)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
@@ -43,8 +46,14 @@ async def login(request: Request, session: DB) -> Response:
 
 
 @router.post("/logout")
-async def logout(request: Request, user: User) -> Response:
+async def logout(request: Request, session: DB, user: User) -> Response:
+    """Ends this browser's session on the server, not only its cookie."""
     await form_of(request, user)
+    web_session.sign_out(session, user)
+    return signed_out()
+
+
+def signed_out() -> RedirectResponse:
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(web_session.COOKIE, path="/")
     return response

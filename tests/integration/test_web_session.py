@@ -19,9 +19,17 @@ def database_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
     return sqlite_url
 
 
+def login_form(client: TestClient, key: str, **fields: str) -> dict[str, str]:
+    """The sign-in form as the browser posts it: with the pre-session token the form page
+    hands out (in a cookie and a hidden field)."""
+    page = client.get("/login")
+    token = re.search(r'name="login_csrf" value="([^"]+)"', page.text)
+    return {"api_key": key, **({"login_csrf": token.group(1)} if token else {}), **fields}
+
+
 def sign_in(client: TestClient, key: str) -> str:
     """Signs in; returns the page's CSRF token."""
-    response = client.post("/login", data={"api_key": key}, follow_redirects=False)
+    response = client.post("/login", data=login_form(client, key), follow_redirects=False)
     assert response.status_code == 303, response.text
     page = client.get("/instances/new")
     return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
@@ -39,7 +47,7 @@ def test_pages_need_a_session_and_keep_where_you_were_going(client: TestClient) 
 
 def test_the_cookie_is_signed_httponly_and_holds_no_key(client: TestClient, keys: Keys) -> None:
     key = keys.new("alice")
-    response = client.post("/login", data={"api_key": key}, follow_redirects=False)
+    response = client.post("/login", data=login_form(client, key), follow_redirects=False)
     header = response.headers["set-cookie"]
     assert "HttpOnly" in header and "SameSite=lax" in header and key not in header
     assert client.get("/instances").status_code == 200
@@ -81,7 +89,7 @@ def test_no_redirect_to_another_site_after_sign_in(client: TestClient, keys: Key
     key = keys.new("alice")
     for target in ("//evil.example/", "https://evil.example/", "javascript:alert(1)"):
         response = client.post(
-            "/login", data={"api_key": key, "next": target}, follow_redirects=False
+            "/login", data=login_form(client, key, next=target), follow_redirects=False
         )
         assert response.headers["location"] == "/instances"
 
@@ -95,3 +103,20 @@ def test_errors_are_pages_and_pages_forbid_foreign_scripts(client: TestClient, k
     assert "script-src 'self'" in missing.headers["content-security-policy"]
     admin_only = client.get("/hosts")
     assert admin_only.status_code == 403 and "this page is for admins" in admin_only.text
+
+
+def test_signing_out_ends_the_session_on_the_server(client: TestClient, keys: Keys) -> None:
+    """A copy of the cookie (another tab, a stolen one) stops working at sign-out."""
+    key = keys.new("alice")
+    csrf = sign_in(client, key)
+    copied = client.cookies["vdc_session"]
+    out = client.post("/logout", data={"csrf": csrf}, follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/login"
+    client.cookies.set("vdc_session", copied)
+    assert client.get("/instances", follow_redirects=False).status_code == 303
+    # Signing out is per browser: another one signed in with the same key stays in.
+    stays, leaves = TestClient(client.app), TestClient(client.app)
+    sign_in(stays, key)
+    leaves.post("/logout", data={"csrf": sign_in(leaves, key)})
+    assert leaves.get("/instances", follow_redirects=False).status_code == 303
+    assert stays.get("/instances", follow_redirects=False).status_code == 200
