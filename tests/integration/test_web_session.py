@@ -120,3 +120,42 @@ def test_signing_out_ends_the_session_on_the_server(client: TestClient, keys: Ke
     leaves.post("/logout", data={"csrf": sign_in(leaves, key)})
     assert leaves.get("/instances", follow_redirects=False).status_code == 303
     assert stays.get("/instances", follow_redirects=False).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Origin": "http://testserver.evil.example"},
+        {"Referer": "https://evil.example/login-forgery.html"},
+    ],
+    ids=["foreign-origin", "null-origin", "lookalike-origin", "foreign-referer"],
+)
+def test_a_sign_in_posted_from_another_site_is_refused(
+    client: TestClient, keys: Keys, headers: dict[str, str]
+) -> None:
+    """Login forgery: another site must not sign a visitor in to the attacker's account."""
+    form = login_form(client, keys.new("mallory"))
+    refused = client.post("/login", data=form, headers=headers, follow_redirects=False)
+    assert refused.status_code == 403, refused.text
+    assert "text/html" in refused.headers["content-type"]
+    assert "another site" in refused.text
+    assert "vdc_session" not in client.cookies
+    same = {"Origin": "http://testserver", "Referer": "http://testserver/login"}
+    for name, value in same.items():
+        accepted = client.post("/login", data=form, headers={name: value}, follow_redirects=False)
+        assert accepted.status_code == 303, (name, accepted.text)
+
+
+def test_a_sign_in_needs_the_forms_own_token(client: TestClient, keys: Keys) -> None:
+    """Without Origin or Referer (some browsers' privacy settings), the pre-session token
+    in a cookie and the form's hidden field is what proves the form came from here."""
+    key = keys.new("alice")
+    form = login_form(client, key)
+    for forged in ({**form, "login_csrf": "guessed"}, {"api_key": key}):
+        refused = client.post("/login", data=forged, follow_redirects=False)
+        assert refused.status_code == 403, refused.text
+    fresh = TestClient(client.app)  # the form's token, but not the browser that got it
+    assert fresh.post("/login", data=form, follow_redirects=False).status_code == 403
+    assert client.post("/login", data=form, follow_redirects=False).status_code == 303
