@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from app.db import session_scope
 from app.services.identity import accounts
-from tests.conftest import Keys
+from tests.conftest import Keys, bearer
 
 
 @pytest.fixture(params=["sqlite"])
@@ -159,3 +159,35 @@ def test_a_sign_in_needs_the_forms_own_token(client: TestClient, keys: Keys) -> 
     fresh = TestClient(client.app)  # the form's token, but not the browser that got it
     assert fresh.post("/login", data=form, follow_redirects=False).status_code == 403
     assert client.post("/login", data=form, follow_redirects=False).status_code == 303
+
+
+def test_api_keys_page_issues_a_key_once_and_revokes_with_a_confirmed_form(
+    client: TestClient, keys: Keys
+) -> None:
+    first = keys.new("alice")
+    bob = keys.new("bob")
+    csrf = sign_in(client, first)
+    page = client.get("/api_keys")
+    assert page.status_code == 200 and first[:10] in page.text and first not in page.text
+    assert bob[:10] not in page.text
+    issued = client.post("/api_keys", data={"csrf": csrf, "name": "laptop"})
+    assert issued.status_code == 200 and issued.headers["cache-control"] == "no-store"
+    second = re.search(r"vdc_[A-Za-z0-9_-]{40,}", issued.text).group(0)  # type: ignore[union-attr]
+    page = client.get("/api_keys").text
+    assert "laptop" in page and second not in page  # shown once
+    assert 'data-confirm="Revoke' in page
+    listed = client.get("/api/v1/api_keys", headers=bearer(second)).json()["items"]
+    laptop = next(k["id"] for k in listed if k["name"] == "laptop")
+    signed_in_with = next(k["id"] for k in listed if k["name"] != "laptop")
+    forged = client.post(f"/api_keys/{laptop}/revoke", data={"csrf": "forged"})
+    assert forged.status_code == 403
+    revoked = client.post(f"/api_keys/{laptop}/revoke", data={"csrf": csrf}, follow_redirects=False)
+    assert revoked.status_code == 303 and "revoked" in revoked.headers["location"]
+    assert client.get("/api/v1/accounts/me", headers=bearer(second)).status_code == 401
+    assert client.get("/api_keys").status_code == 200  # this browser's key still works
+    # Revoking the key this browser signed in with signs it out.
+    out = client.post(
+        f"/api_keys/{signed_in_with}/revoke", data={"csrf": csrf}, follow_redirects=False
+    )
+    assert out.status_code == 303 and out.headers["location"].startswith("/login")
+    assert client.get("/api_keys", follow_redirects=False).status_code == 303
