@@ -12,14 +12,19 @@ from starlette.types import Scope
 
 from app.api.request_guards import SignedIn
 from app.config import Settings
-from app.services.identity import accounts
+from app.errors import Unauthorized
+from app.services.identity import api_keys
 from app.web import session as web_session
 
 
 def checker(settings: Settings, engine: sa.Engine) -> SignedIn:
     def key_is_valid(key: str) -> bool:
         with Session(engine) as session:
-            return accounts.authenticate(session, key) is not None
+            try:
+                api_keys.authenticate(session, key)
+            except Unauthorized:
+                return False
+            return True
 
     def cookie_is_valid(cookie: str) -> bool:
         with Session(engine) as session:

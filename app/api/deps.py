@@ -12,7 +12,7 @@ from app.config import Settings
 from app.db import get_session
 from app.errors import Forbidden, Unauthorized
 from app.models import Account
-from app.services.identity import accounts
+from app.services.identity import api_keys
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer vdc_...`")
 
@@ -32,9 +32,7 @@ def current_account(
 ) -> Account:
     if credentials is None:
         raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
-    account = accounts.authenticate(session, credentials.credentials)
-    if account is None:
-        raise Unauthorized("invalid API key")
+    _key, account = api_keys.authenticate(session, credentials.credentials)
     return account
 
 

@@ -4,6 +4,7 @@ from fastapi import APIRouter
 
 from app.api import (
     accounts,
+    api_keys,
     host_nodes,
     images,
     instance_types,
@@ -18,6 +19,7 @@ from app.api.errors import ERROR_RESPONSES
 api_router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
 for module in (
     accounts,
+    api_keys,
     images,
     host_nodes,
     networks,

@@ -1,6 +1,6 @@
 """All table models, imported here so SQLModel.metadata (and alembic) sees every table."""
 
-from app.models.account import Account, ApiKey
+from app.models.account import Account, ApiKey, BrowserSession
 from app.models.host_node import HostNode
 from app.models.image import Image
 from app.models.instance import Instance, NetworkInterface
@@ -14,6 +14,7 @@ from app.models.volume import Volume
 __all__ = [
     "Account",
     "ApiKey",
+    "BrowserSession",
     "HostNode",
     "Image",
     "Instance",

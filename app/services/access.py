@@ -14,13 +14,23 @@ from sqlmodel import Session, col, or_, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from app.errors import NotFound
-from app.models import Account, Image, Instance, Network, SecurityGroup, SshKeyPair, Volume
+from app.models import (
+    Account,
+    ApiKey,
+    Image,
+    Instance,
+    Network,
+    SecurityGroup,
+    SshKeyPair,
+    Volume,
+)
 from app.services.listing import PageRequest, fetch_page
 
-Owned = TypeVar("Owned", Image, Instance, Network, SecurityGroup, SshKeyPair, Volume)
+Owned = TypeVar("Owned", ApiKey, Image, Instance, Network, SecurityGroup, SshKeyPair, Volume)
 
 # What a 404 calls each resource.
 NAMES: dict[type[Any], str] = {
+    ApiKey: "API key",
     Image: "image",
     Instance: "instance",
     Network: "network",

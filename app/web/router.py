@@ -2,8 +2,17 @@
 
 from fastapi import APIRouter
 
-from app.web import admin, auth, images, instances, keypairs, security_groups, volumes
+from app.web import (
+    admin,
+    api_keys,
+    auth,
+    images,
+    instances,
+    keypairs,
+    security_groups,
+    volumes,
+)
 
 web_router = APIRouter(include_in_schema=False)
-for module in (auth, instances, images, volumes, keypairs, security_groups, admin):
+for module in (auth, instances, images, volumes, keypairs, security_groups, api_keys, admin):
     web_router.include_router(module.router)

@@ -1,10 +1,12 @@
-"""Signing in to the web UI: an API key, exchanged for a signed, HttpOnly session cookie.
+"""Signing in to the web UI: an API key, exchanged for a server-side session and a signed,
+HttpOnly cookie.
 
-The cookie holds the id of the API key used (never the key), a CSRF token and an expiry,
-signed with HMAC-SHA256. Each request checks the signature and that the key still exists,
-so revoking the key (or deleting the account) ends its web sessions too. The signing
-secret is VDC_WEB_SECRET, or a random one kept 0600 in the data dir (replicas sharing a
-database should share one secret).
+The cookie holds a random session token (never the key) and a CSRF token, signed with
+HMAC-SHA256; the database holds the token's hash, its key and its expiry
+(services/identity/browser_sessions.py). Each request is one lookup: signing out ends the
+session on the server (a copied cookie stops working), revoking the key or disabling the
+account ends all of its sessions. The signing secret is VDC_WEB_SECRET, or a random one
+kept 0600 in the data dir (replicas sharing a database should share one secret).
 """
 
 from __future__ import annotations
@@ -15,14 +17,13 @@ import hmac
 import json
 import os
 import secrets
-import time
 from dataclasses import dataclass
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from app.config import Settings
-from app.models import Account, ApiKey
-from app.services.identity import accounts
+from app.models import Account
+from app.services.identity import api_keys, browser_sessions
 
 COOKIE = "vdc_session"
 LIFETIME = 12 * 3600
@@ -32,6 +33,7 @@ LIFETIME = 12 * 3600
 class WebSession:
     account: Account
     key_id: str
+    session_id: str
     csrf: str
 
 
@@ -54,13 +56,11 @@ def secret(settings: Settings) -> bytes:
     return value
 
 
-def sign_in(session: Session, settings: Settings, api_key: str) -> str | None:
-    """The cookie value for a valid key, or None."""
-    if accounts.authenticate(session, api_key.strip()) is None:
-        return None
-    digest = accounts.hash_key(api_key.strip())
-    key = session.exec(select(ApiKey).where(ApiKey.key_hash == digest)).one()
-    payload = {"k": key.id, "c": secrets.token_urlsafe(24), "e": int(time.time()) + LIFETIME}
+def sign_in(session: Session, settings: Settings, api_key: str) -> str:
+    """The cookie value for a key that may act; Unauthorized (saying why) otherwise."""
+    key, _account = api_keys.authenticate(session, api_key.strip())
+    token = browser_sessions.start(session, key, LIFETIME)
+    payload = {"s": token, "c": secrets.token_urlsafe(24)}
     body = base64.urlsafe_b64encode(json.dumps(payload).encode()).decode()
     return f"{body}.{_mac(settings, body)}"
 
@@ -73,14 +73,18 @@ def read(session: Session, settings: Settings, cookie: str | None) -> WebSession
         return None
     try:
         payload = json.loads(base64.urlsafe_b64decode(body.encode()))
-        key_id, csrf, expires = str(payload["k"]), str(payload["c"]), int(payload["e"])
+        token, csrf = str(payload["s"]), str(payload["c"])
     except (ValueError, KeyError, TypeError):
         return None
-    if expires < time.time():
+    found = browser_sessions.resolve(session, token)
+    if found is None:
         return None
-    key = session.get(ApiKey, key_id)
-    account = session.get(Account, key.account_id) if key else None
-    return WebSession(account, key_id, csrf) if account else None
+    browser, key, account = found
+    return WebSession(account, key.id, browser.id, csrf)
+
+
+def sign_out(session: Session, user: WebSession) -> None:
+    browser_sessions.end(session, user.session_id)
 
 
 def _mac(settings: Settings, body: str) -> str:

@@ -18,7 +18,7 @@ def test_migrated_schema_matches_the_models(database_url: str) -> None:
         differences = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
     engine.dispose()
     assert differences == []
-    assert head_revision(database_url) == "0005"
+    assert head_revision(database_url) == "0006"
 
 
 def test_seeds(database_url: str) -> None:
@@ -72,3 +72,36 @@ def test_0004_gives_existing_instances_their_root_disk_as_a_volume(tmp_path) -> 
         ).all()
     engine.dispose()
     assert [tuple(r) for r in rows] == [("i-live", "vda", 1, "attached", 5 * 1024**3)]
+
+
+def test_0006_keeps_existing_keys_working(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from app.db import make_engine, session_scope
+    from app.migrations import upgrade
+    from app.services.identity import accounts, api_keys
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    upgrade(url, "0005")
+    key = "vdc_" + "k" * 43
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO accounts (id, name, description, is_admin, is_system, created_at)"
+                " VALUES ('a-old00000', 'old', '', 1, 0, '2026-11-01 10:00:00+00:00')"
+            )
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO api_keys (id, account_id, key_hash, prefix, created_at) VALUES"
+                " ('key-old00000', 'a-old00000', :h, :p, '2026-11-01 10:00:00+00:00')"
+            ),
+            {"h": api_keys.hash_key(key), "p": key[:10]},
+        )
+    engine.dispose()
+    upgrade(url)
+    engine = make_engine(url)
+    with session_scope(engine) as session:
+        row, account = api_keys.authenticate(session, key)
+        assert (row.name, row.revoked_at, account.disabled) == ("", None, False)
+        assert "a-old00000" in [a.id for a in accounts.list_accounts(session)]
+    engine.dispose()

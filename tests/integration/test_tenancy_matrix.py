@@ -47,6 +47,9 @@ CROSS_ACCOUNT: list[tuple[str, str, dict[str, Any] | None]] = [
     ("PATCH", "/api/v1/security_groups/{group}", {"rules_text": "any:-1,-1,ip4:0.0.0.0/0"}),
     ("DELETE", "/api/v1/security_groups/{group}", None),
     ("GET", "/api/v1/networks/{network}", None),
+    ("GET", "/api/v1/api_keys/{api_key}", None),
+    ("DELETE", "/api/v1/api_keys/{api_key}", None),
+    ("POST", "/api/v1/api_keys", {"account_id": "{account}", "name": "mine now"}),
     # B's own things pointed at A's: A's instance, image, key pair, group, network.
     ("POST", "/api/v1/volumes/{b_volume}/attach", {"instance_id": "{instance}"}),
     ("POST", "/api/v1/volumes", {"size_mib": 8, "instance_id": "{instance}"}),
@@ -64,6 +67,8 @@ ADMIN_ONLY: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/api/v1/accounts", {"name": "sneaky"}),
     ("GET", "/api/v1/accounts/{account}", None),
     ("DELETE", "/api/v1/accounts/{account}", None),
+    ("PATCH", "/api/v1/accounts/{account}", {"disabled": True}),
+    ("PATCH", "/api/v1/accounts/{account}", {"is_admin": True}),
     ("GET", "/api/v1/host_nodes", None),
     ("POST", "/api/v1/host_nodes", {"name": "h", "uri": "test:///default"}),
     ("GET", "/api/v1/host_nodes/{host}", None),
@@ -125,6 +130,7 @@ def world(cloud: Cloud, make_disk: Callable[..., Path]) -> dict[str, str]:
     b_instance = cloud.wait_for(cloud.launch(bob)["id"], "running", key=bob)
     b_volume = ok(client.post("/api/v1/volumes", json={"size_mib": 8}, headers=b))
     wait_volume(cloud, b_volume["id"], "available", bob)
+    (api_key,) = ok(client.get("/api/v1/api_keys", headers=a))["items"]
     return {
         "alice": alice,
         "bob": bob,
@@ -136,6 +142,7 @@ def world(cloud: Cloud, make_disk: Callable[..., Path]) -> dict[str, str]:
         "volume": volume["id"],
         "b_instance": b_instance["id"],
         "b_volume": b_volume["id"],
+        "api_key": api_key["id"],
         "account": cloud.keys.ids["alice"],
         "host": cloud.host_id,
         "type": "nano",
@@ -160,6 +167,8 @@ def snapshot(cloud: Cloud, world: dict[str, str]) -> list[Any]:
         ("/api/v1/networks/{network}", a),
         ("/api/v1/volumes/{b_volume}", b),
         ("/api/v1/instances/{b_instance}", b),
+        ("/api/v1/api_keys", a),
+        ("/api/v1/accounts/me", a),
     ]
     return [cloud.client.get(fill(p, world), headers=h).json() for p, h in paths] + [
         cloud.client.get("/api/v1/volumes", headers=b).json()["total"],

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from app.db import session_scope
 from app.services.identity import accounts
-from tests.conftest import Keys
+from tests.conftest import Keys, bearer
 
 
 @pytest.fixture(params=["sqlite"])
@@ -19,9 +19,17 @@ def database_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
     return sqlite_url
 
 
+def login_form(client: TestClient, key: str, **fields: str) -> dict[str, str]:
+    """The sign-in form as the browser posts it: with the pre-session token the form page
+    hands out (in a cookie and a hidden field)."""
+    page = client.get("/login")
+    token = re.search(r'name="login_csrf" value="([^"]+)"', page.text)
+    return {"api_key": key, **({"login_csrf": token.group(1)} if token else {}), **fields}
+
+
 def sign_in(client: TestClient, key: str) -> str:
     """Signs in; returns the page's CSRF token."""
-    response = client.post("/login", data={"api_key": key}, follow_redirects=False)
+    response = client.post("/login", data=login_form(client, key), follow_redirects=False)
     assert response.status_code == 303, response.text
     page = client.get("/instances/new")
     return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
@@ -39,7 +47,7 @@ def test_pages_need_a_session_and_keep_where_you_were_going(client: TestClient) 
 
 def test_the_cookie_is_signed_httponly_and_holds_no_key(client: TestClient, keys: Keys) -> None:
     key = keys.new("alice")
-    response = client.post("/login", data={"api_key": key}, follow_redirects=False)
+    response = client.post("/login", data=login_form(client, key), follow_redirects=False)
     header = response.headers["set-cookie"]
     assert "HttpOnly" in header and "SameSite=lax" in header and key not in header
     assert client.get("/instances").status_code == 200
@@ -81,7 +89,7 @@ def test_no_redirect_to_another_site_after_sign_in(client: TestClient, keys: Key
     key = keys.new("alice")
     for target in ("//evil.example/", "https://evil.example/", "javascript:alert(1)"):
         response = client.post(
-            "/login", data={"api_key": key, "next": target}, follow_redirects=False
+            "/login", data=login_form(client, key, next=target), follow_redirects=False
         )
         assert response.headers["location"] == "/instances"
 
@@ -95,3 +103,91 @@ def test_errors_are_pages_and_pages_forbid_foreign_scripts(client: TestClient, k
     assert "script-src 'self'" in missing.headers["content-security-policy"]
     admin_only = client.get("/hosts")
     assert admin_only.status_code == 403 and "this page is for admins" in admin_only.text
+
+
+def test_signing_out_ends_the_session_on_the_server(client: TestClient, keys: Keys) -> None:
+    """A copy of the cookie (another tab, a stolen one) stops working at sign-out."""
+    key = keys.new("alice")
+    csrf = sign_in(client, key)
+    copied = client.cookies["vdc_session"]
+    out = client.post("/logout", data={"csrf": csrf}, follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/login"
+    client.cookies.set("vdc_session", copied)
+    assert client.get("/instances", follow_redirects=False).status_code == 303
+    # Signing out is per browser: another one signed in with the same key stays in.
+    stays, leaves = TestClient(client.app), TestClient(client.app)
+    sign_in(stays, key)
+    leaves.post("/logout", data={"csrf": sign_in(leaves, key)})
+    assert leaves.get("/instances", follow_redirects=False).status_code == 303
+    assert stays.get("/instances", follow_redirects=False).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Origin": "http://testserver.evil.example"},
+        {"Referer": "https://evil.example/login-forgery.html"},
+    ],
+    ids=["foreign-origin", "null-origin", "lookalike-origin", "foreign-referer"],
+)
+def test_a_sign_in_posted_from_another_site_is_refused(
+    client: TestClient, keys: Keys, headers: dict[str, str]
+) -> None:
+    """Login forgery: another site must not sign a visitor in to the attacker's account."""
+    form = login_form(client, keys.new("mallory"))
+    refused = client.post("/login", data=form, headers=headers, follow_redirects=False)
+    assert refused.status_code == 403, refused.text
+    assert "text/html" in refused.headers["content-type"]
+    assert "another site" in refused.text
+    assert "vdc_session" not in client.cookies
+    same = {"Origin": "http://testserver", "Referer": "http://testserver/login"}
+    for name, value in same.items():
+        accepted = client.post("/login", data=form, headers={name: value}, follow_redirects=False)
+        assert accepted.status_code == 303, (name, accepted.text)
+
+
+def test_a_sign_in_needs_the_forms_own_token(client: TestClient, keys: Keys) -> None:
+    """Without Origin or Referer (some browsers' privacy settings), the pre-session token
+    in a cookie and the form's hidden field is what proves the form came from here."""
+    key = keys.new("alice")
+    form = login_form(client, key)
+    for forged in ({**form, "login_csrf": "guessed"}, {"api_key": key}):
+        refused = client.post("/login", data=forged, follow_redirects=False)
+        assert refused.status_code == 403, refused.text
+    fresh = TestClient(client.app)  # the form's token, but not the browser that got it
+    assert fresh.post("/login", data=form, follow_redirects=False).status_code == 403
+    assert client.post("/login", data=form, follow_redirects=False).status_code == 303
+
+
+def test_api_keys_page_issues_a_key_once_and_revokes_with_a_confirmed_form(
+    client: TestClient, keys: Keys
+) -> None:
+    first = keys.new("alice")
+    bob = keys.new("bob")
+    csrf = sign_in(client, first)
+    page = client.get("/api_keys")
+    assert page.status_code == 200 and first[:10] in page.text and first not in page.text
+    assert bob[:10] not in page.text
+    issued = client.post("/api_keys", data={"csrf": csrf, "name": "laptop"})
+    assert issued.status_code == 200 and issued.headers["cache-control"] == "no-store"
+    second = re.search(r"vdc_[A-Za-z0-9_-]{40,}", issued.text).group(0)  # type: ignore[union-attr]
+    page = client.get("/api_keys").text
+    assert "laptop" in page and second not in page  # shown once
+    assert 'data-confirm="Revoke' in page
+    listed = client.get("/api/v1/api_keys", headers=bearer(second)).json()["items"]
+    laptop = next(k["id"] for k in listed if k["name"] == "laptop")
+    signed_in_with = next(k["id"] for k in listed if k["name"] != "laptop")
+    forged = client.post(f"/api_keys/{laptop}/revoke", data={"csrf": "forged"})
+    assert forged.status_code == 403
+    revoked = client.post(f"/api_keys/{laptop}/revoke", data={"csrf": csrf}, follow_redirects=False)
+    assert revoked.status_code == 303 and "revoked" in revoked.headers["location"]
+    assert client.get("/api/v1/accounts/me", headers=bearer(second)).status_code == 401
+    assert client.get("/api_keys").status_code == 200  # this browser's key still works
+    # Revoking the key this browser signed in with signs it out.
+    out = client.post(
+        f"/api_keys/{signed_in_with}/revoke", data={"csrf": csrf}, follow_redirects=False
+    )
+    assert out.status_code == 303 and out.headers["location"].startswith("/login")
+    assert client.get("/api_keys", follow_redirects=False).status_code == 303

@@ -280,3 +280,50 @@ def test_a_user_key_sees_no_admin_pages_and_no_other_accounts_things(
     expect(page.get_by_role("heading", name="Not found")).to_be_visible()
     page.goto("/instances")
     expect(page.get_by_text("No instances yet")).to_be_visible()
+
+
+def test_api_keys_issue_one_shown_once_and_revoke_the_one_signed_in_with(
+    page: Page, site: Site
+) -> None:
+    from app.db import session_scope
+    from app.services.identity import accounts
+
+    with session_scope(site.engine) as session:
+        _, first_key = accounts.create_account(session, "alice")
+    sign_in(page, first_key)
+    page.get_by_role("link", name="API keys").click()
+    page.wait_for_url("**/api_keys")
+    expect(page.get_by_text("(this sign-in)")).to_be_visible()
+    page.get_by_label("Name").fill("laptop")
+    page.get_by_role("button", name="Issue key").click()
+    new_key = page.locator("#new-key").inner_text()
+    assert new_key.startswith("vdc_") and new_key[:10] != first_key[:10]
+    expect(page.get_by_role("cell", name="laptop", exact=True)).to_be_visible()
+    screenshot(page, "api-keys")
+    page.goto("/api_keys")
+    expect(page.locator("#new-key")).to_have_count(0)  # shown once
+
+    # Revoking asks first; the key this browser signed in with signs it out at once.
+    row = page.locator("tr", has_text="(this sign-in)")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    row.get_by_role("button", name="Revoke").click()
+    expect(page.get_by_text("(this sign-in)")).to_be_visible()
+    questions: list[str] = []
+
+    def accept(dialog) -> None:  # type: ignore[no-untyped-def]
+        questions.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", accept)
+    row.get_by_role("button", name="Revoke").click()
+    page.wait_for_url("**/login")
+    assert "you are signed out" in questions[0]
+    page.goto("/api_keys")
+    page.wait_for_url(re.compile(r"/login\?next=/api_keys"))
+    page.get_by_label("API key").fill(first_key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#api_key-error")).to_have_text("this API key was revoked")
+    sign_in(page, new_key)
+    page.goto("/api_keys")
+    expect(page.locator("tr", has_text="laptop")).to_contain_text("(this sign-in)")
+    expect(page.locator("tr", has_text="revoked")).to_have_count(1)
