@@ -18,28 +18,31 @@ from app.web import session as web_session
 
 
 def checker(settings: Settings, engine: sa.Engine) -> SignedIn:
-    def key_is_valid(key: str) -> bool:
+    def key_refusal(key: str) -> str | None:
         with Session(engine) as session:
             try:
                 api_keys.authenticate(session, key)
-            except Unauthorized:
-                return False
-            return True
+            except Unauthorized as refusal:
+                return refusal.detail
+            return None
 
-    def cookie_is_valid(cookie: str) -> bool:
+    def cookie_refusal(cookie: str) -> str | None:
         with Session(engine) as session:
-            return web_session.read(session, settings, cookie) is not None
+            if web_session.read(session, settings, cookie) is None:
+                return "not signed in"
+            return None
 
-    async def signed_in(scope: Scope) -> bool:
+    async def signed_in(scope: Scope) -> str | None:
+        """None when the request may send a body; else why not."""
         request = Request(scope)
         if scope["path"].startswith("/api/"):
             scheme, _, key = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not key.strip():
-                return False
-            return await run_in_threadpool(key_is_valid, key.strip())
+                return "missing API key: send `Authorization: Bearer <key>`"
+            return await run_in_threadpool(key_refusal, key.strip())
         cookie = request.cookies.get(web_session.COOKIE)
         if not cookie:
-            return False
-        return await run_in_threadpool(cookie_is_valid, cookie)
+            return "not signed in"
+        return await run_in_threadpool(cookie_refusal, cookie)
 
     return signed_in

@@ -27,7 +27,8 @@ UPLOAD_ROUTES = frozenset({("POST", "/api/v1/images"), ("POST", "/images/upload"
 OPEN_ROUTES = frozenset({("POST", "/login")})
 _NUL_MARKS = (b"\x00", b"\\u0000", b"%00")
 
-SignedIn = Callable[[Scope], Awaitable[bool]]
+# None when the request may send a body, else why not (the 401's detail).
+SignedIn = Callable[[Scope], Awaitable[str | None]]
 
 
 class RequestGuards:
@@ -46,10 +47,11 @@ class RequestGuards:
             await _answer(send, 422, "validation_error", "text may not contain NUL characters")
             return
         route = (scope["method"], scope["path"].rstrip("/") or "/")
-        needs_sign_in = scope["method"] in BODY_METHODS and route not in OPEN_ROUTES
-        if needs_sign_in and not await self.signed_in(scope):
-            await _not_signed_in(scope, send)
-            return
+        if scope["method"] in BODY_METHODS and route not in OPEN_ROUTES:
+            refusal = await self.signed_in(scope)
+            if refusal is not None:
+                await _not_signed_in(scope, send, refusal)
+                return
         if route in UPLOAD_ROUTES:
             await self.app(scope, receive, send)
             return
@@ -97,16 +99,10 @@ async def _too_large(send: Send, limit: int) -> None:
     await _answer(send, 413, "payload_too_large", f"request body over {limit} bytes")
 
 
-async def _not_signed_in(scope: Scope, send: Send) -> None:
+async def _not_signed_in(scope: Scope, send: Send, refusal: str) -> None:
     """The API answers 401 as its routes do; a page sends the browser to the sign-in form."""
     if scope["path"].startswith("/api/"):
-        await _answer(
-            send,
-            401,
-            "unauthorized",
-            "missing or invalid API key: send `Authorization: Bearer <key>`",
-            [(b"www-authenticate", b"Bearer")],
-        )
+        await _answer(send, 401, "unauthorized", refusal, [(b"www-authenticate", b"Bearer")])
         return
     target = f"/login?next={quote(scope['path'])}".encode()
     await send(
