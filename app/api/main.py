@@ -10,6 +10,7 @@ from app.api import (
     instances,
     keypairs,
     networks,
+    quotas,
     security_groups,
     volumes,
 )
@@ -18,6 +19,7 @@ from app.api.errors import ERROR_RESPONSES
 api_router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
 for module in (
     accounts,
+    quotas,
     images,
     host_nodes,
     networks,
