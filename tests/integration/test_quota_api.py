@@ -1,8 +1,9 @@
-"""/api/v1/accounts/{id}/quota, on SQLite and PostgreSQL: who may read and change a quota,
-PUT and PATCH semantics, and what the usage counts."""
+"""/api/v1/accounts/{id}/quota and the web UI's quota box, on SQLite and PostgreSQL: who may
+read and change a quota, PUT and PATCH semantics, and what the usage counts."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from app.config import Settings
 from tests.conftest import Keys, bearer
 from tests.integration.cloud import Cloud, build_cloud
 
@@ -168,3 +170,33 @@ def test_deleting_an_account_deletes_its_quota(cloud: Cloud) -> None:
     )
     assert cloud.client.delete(f"/api/v1/accounts/{alice_id}", headers=admin).status_code == 204
     assert cloud.client.get(url(alice_id), headers=admin).status_code == 404
+
+
+# --- the web UI ----------------------------------------------------------------------------
+
+
+def sign_in(client: TestClient, key: str) -> str:
+    response = client.post("/login", data={"api_key": key}, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    page = client.get("/instances/new")
+    return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+
+
+def test_the_instances_page_shows_the_quota_and_a_refused_launch_says_why(
+    cloud: Cloud, settings: Settings
+) -> None:
+    alice = cloud.keys.new("alice")
+    cloud.client.patch(
+        url(cloud.keys.ids["alice"]), json={"instances": 1}, headers=bearer(cloud.admin)
+    )
+    cloud.launch(alice)
+    csrf = sign_in(cloud.client, alice)
+    page = cloud.client.get("/instances").text
+    assert '<li class="full">Instances <strong>1</strong> of 1</li>' in page
+    assert "<li>Memory (MiB) <strong>128</strong> of 131072</li>" in page
+    refused = cloud.client.post(
+        "/instances/new",
+        data={"csrf": csrf, "image_id": cloud.image_id, "instance_type": "nano"},
+    )
+    assert refused.status_code == 409
+    assert "quota exceeded: 1 instance allowed, 1 in use, 1 asked" in refused.text
