@@ -102,6 +102,23 @@ class Settings(BaseSettings):
         description="Seconds a running guest gets to release a volume being detached",
     )
 
+    # Quotas: each account's default limits (an admin overrides them per account);
+    # -1 is unlimited, 0 allows none. The system account a-shpoolxx has no quota.
+    quota_instances: int = Field(default=20, ge=-1, description="Instances not terminated")
+    quota_cores: int = Field(default=64, ge=-1, description="vCPU cores of those instances")
+    quota_memory_mib: int = Field(
+        default=128 * 1024, ge=-1, description="MiB of memory of those instances"
+    )
+    quota_volume_gib: int = Field(
+        default=2048, ge=-1, description="GiB of volumes not deleted, root disks included"
+    )
+    quota_images: int = Field(default=20, ge=-1, description="Images an account owns")
+    quota_image_gib: int = Field(default=512, ge=-1, description="GiB of image files it owns")
+    quota_security_groups: int = Field(
+        default=50, ge=-1, description="Security groups besides `default`"
+    )
+    quota_key_pairs: int = Field(default=50, ge=-1, description="SSH key pairs")
+
     @field_validator("virt_type")
     @classmethod
     def _known_virt_type(cls, value: str) -> str:

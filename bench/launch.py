@@ -85,6 +85,11 @@ def main() -> None:
             "VDC_METADATA_BIND": f"127.0.0.1:{args.port + 1}",
             "VDC_WORKERS": str(args.workers),
             "VDC_SYNC_INTERVAL": "3600",
+            # Hundreds of launches by one account: no quota in the way.
+            "VDC_QUOTA_INSTANCES": "-1",
+            "VDC_QUOTA_CORES": "-1",
+            "VDC_QUOTA_MEMORY_MIB": "-1",
+            "VDC_QUOTA_VOLUME_GIB": "-1",
         }
         manage = [str(BIN / "vdc-manage")]
         subprocess.run([str(BIN / "vdc"), "migrate"], env=env, check=True, capture_output=True)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from app.api.deps import CurrentAccount, SessionDep
+from app.api.deps import CurrentAccount, SessionDep, SettingsDep
 from app.api.paging import PageDep
 from app.models.common import Page
 from app.models.keypair import (
@@ -41,18 +41,24 @@ def list_keypairs(
 
 @router.post("", response_model=KeyPairPublic, status_code=status.HTTP_201_CREATED)
 def import_keypair(
-    body: KeyPairImport, session: SessionDep, account: CurrentAccount
+    body: KeyPairImport, session: SessionDep, settings: SettingsDep, account: CurrentAccount
 ) -> KeyPairPublic:
     """Registers a public key: one line of an OpenSSH `.pub` file."""
-    return _public(keypairs.import_key(session, account, body.name, body.public_key))
+    return _public(keypairs.import_key(session, settings, account, body.name, body.public_key))
 
 
 @router.post("/generate", response_model=KeyPairWithPrivateKey, status_code=status.HTTP_201_CREATED)
 def generate_keypair(
-    body: KeyPairGenerate, response: Response, session: SessionDep, account: CurrentAccount
+    body: KeyPairGenerate,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    account: CurrentAccount,
 ) -> KeyPairWithPrivateKey:
     """Creates a key pair; the answer holds the private key, which vdc does not keep."""
-    keypair, private_key = keypairs.generate_key(session, account, body.name, body.key_type)
+    keypair, private_key = keypairs.generate_key(
+        session, settings, account, body.name, body.key_type
+    )
     # The only copy of a secret: no proxy or browser cache may keep one too.
     response.headers["Cache-Control"] = "no-store"
     return KeyPairWithPrivateKey(**_public(keypair).model_dump(), private_key=private_key)

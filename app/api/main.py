@@ -11,6 +11,7 @@ from app.api import (
     instances,
     keypairs,
     networks,
+    quotas,
     security_groups,
     volumes,
 )
@@ -20,6 +21,7 @@ api_router = APIRouter(prefix="/api/v1", responses=ERROR_RESPONSES)
 for module in (
     accounts,
     api_keys,
+    quotas,
     images,
     host_nodes,
     networks,

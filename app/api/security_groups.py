@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from app.api.deps import CurrentAccount, SessionDep
+from app.api.deps import CurrentAccount, SessionDep, SettingsDep
 from app.api.paging import PageDep
 from app.models.common import Page
 from app.models.security_group import (
@@ -48,11 +48,11 @@ def list_groups(
 
 @router.post("", response_model=SecurityGroupPublic, status_code=status.HTTP_201_CREATED)
 def create_group(
-    body: SecurityGroupCreate, session: SessionDep, account: CurrentAccount
+    body: SecurityGroupCreate, session: SessionDep, settings: SettingsDep, account: CurrentAccount
 ) -> SecurityGroupPublic:
     """Rules as objects (`rules`) or in Wakame-vdc's text form (`rules_text`, one per line:
     `tcp:22,22,ip4:0.0.0.0/0`, `icmp:-1,-1,ip4:0.0.0.0/0`, `any:-1,-1,sg-...`)."""
-    return _one(session, security_groups.create_group(session, account, body))
+    return _one(session, security_groups.create_group(session, settings, account, body))
 
 
 @router.get("/{group_id}", response_model=SecurityGroupPublic)

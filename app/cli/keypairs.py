@@ -45,9 +45,10 @@ def keypair_import(
         except OSError as exc:
             raise fail(f"cannot read {public_key_file}: {exc.strerror}") from None
     assert public_key is not None
-    with database(Settings()) as session:
+    settings = Settings()
+    with database(settings) as session:
         owner = get_account(session, account_id)
-        keypair = keypairs.import_key(session, owner, name, public_key)
+        keypair = keypairs.import_key(session, settings, owner, name, public_key)
     typer.echo(keypair.id)
 
 
@@ -66,9 +67,10 @@ def keypair_generate(
     """Generates a key pair. With a file: prints the id; without: prints the private key."""
     out = _create_private_file(private_key_file) if private_key_file is not None else None
     try:
-        with database(Settings()) as session:
+        settings = Settings()
+        with database(settings) as session:
             owner = get_account(session, account_id)
-            keypair, private_key = keypairs.generate_key(session, owner, name, key_type)
+            keypair, private_key = keypairs.generate_key(session, settings, owner, name, key_type)
             if out is not None:
                 try:
                     out.write(private_key)

@@ -1,6 +1,7 @@
 """`vdc-manage`: the operator's admin CLI, working on the database directly (as Wakame-vdc's).
 
 vdc-manage account add NAME [--admin]
+vdc-manage account quota NAME [--instances 20 --cores 40 ...]
 vdc-manage image add local PATH --arch x86_64 --account-id a-shpoolxx --description "..."
 vdc-manage image prepare PATH --install-init --convert qcow2 --register --arch x86_64
 vdc-manage guest-script > vdc-init
@@ -23,6 +24,7 @@ from app.cli.images import image_cli
 from app.cli.instances import instance_cli
 from app.cli.keypairs import keypair_cli
 from app.cli.networks import network_cli
+from app.cli.quotas import quota_command
 from app.cli.security_groups import securitygroup_cli
 from app.cli.volumes import volume_cli
 
@@ -31,6 +33,8 @@ cli = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+# `account quota` lives in its own module (app/cli/quotas.py), added to the account group.
+account_cli.command("quota")(quota_command)
 cli.add_typer(account_cli, name="account")
 cli.add_typer(image_cli, name="image")
 cli.add_typer(host_cli, name="host")

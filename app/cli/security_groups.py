@@ -58,9 +58,10 @@ def securitygroup_create(
     """Creates a group and prints its id (sg-...)."""
     text = _rules_text(rule, rules_file)
     body = SecurityGroupCreate(name=name, description=description, rules_text=text)
-    with database(Settings()) as session:
+    settings = Settings()
+    with database(settings) as session:
         owner = get_account(session, account_id)
-        group = security_groups.create_group(session, owner, body)
+        group = security_groups.create_group(session, settings, owner, body)
     typer.echo(group.id)
 
 

@@ -8,11 +8,13 @@ from app.models.instance_type import InstanceType
 from app.models.job import Job
 from app.models.keypair import SshKeyPair
 from app.models.network import Network
+from app.models.quota import AccountQuota
 from app.models.security_group import InstanceSecurityGroup, SecurityGroup, SecurityGroupRule
 from app.models.volume import Volume
 
 __all__ = [
     "Account",
+    "AccountQuota",
     "ApiKey",
     "BrowserSession",
     "HostNode",

@@ -7,15 +7,18 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from sqlmodel import col, select
 
+from app.config import Settings
 from app.errors import AppError, BadRequest
 from app.models import Instance, InstanceType
 from app.models.instance import MAX_USER_DATA, InstanceCreate
+from app.models.quota import UNLIMITED
 from app.services import access
 from app.services.compute import instances
-from app.services.identity import keypairs
+from app.services.identity import account_quotas, keypairs
 from app.services.images import images
 from app.services.listing import MAX_LIMIT, PageRequest
 from app.services.network import networks, security_groups
+from app.services.quotas import number_text
 from app.services.storage import volumes
 from app.web.pages import DB, PageRoute, User, field_errors, form_of, redirect, render
 
@@ -31,6 +34,16 @@ LAUNCH_FIELDS = (
     "user_data",
 )
 ACTIONS = ("start", "stop", "reboot", "poweroff")
+QUOTA_LABELS = {
+    "instances": "Instances",
+    "cores": "Cores",
+    "memory_mib": "Memory (MiB)",
+    "volume_gib": "Volumes (GiB)",
+    "images": "Images",
+    "image_gib": "Images (GiB)",
+    "security_groups": "Security groups",
+    "key_pairs": "Key pairs",
+}
 
 
 @router.get("/instances")
@@ -39,7 +52,29 @@ def list_page(request: Request, session: DB, user: User, notice: str = "") -> Re
         session, user.account, PageRequest(limit=MAX_LIMIT, sort="-created_at")
     )
     shown = instances.public(session, rows)
-    return render(request, "instances.html", {"instances": shown, "notice": notice})
+    quota = _quota(session, request.app.state.settings, user)
+    return render(request, "instances.html", {"instances": shown, "notice": notice, "quota": quota})
+
+
+def _quota(session: DB, settings: Settings, user: User) -> list[dict[str, object]]:
+    """The signed-in account's quota as the list page shows it (nothing for the system
+    account, which has none)."""
+    shown = account_quotas.show(session, settings, user.account)
+    if shown.exempt:
+        return []
+    rows = []
+    for name, label in QUOTA_LABELS.items():
+        item = getattr(shown, name)
+        unlimited = item.limit == UNLIMITED
+        rows.append(
+            {
+                "label": label,
+                "used": number_text(item.used),
+                "limit": "unlimited" if unlimited else item.limit,
+                "full": not unlimited and item.used >= item.limit,
+            }
+        )
+    return rows
 
 
 @router.get("/instances/states")

@@ -31,7 +31,9 @@ async def import_key(request: Request, session: DB, user: User) -> Response:
     form = await form_of(request, user)
     try:
         body = KeyPairImport(name=form.get("name", ""), public_key=form.get("public_key", ""))
-        keypair = keypairs.import_key(session, user.account, body.name, body.public_key)
+        keypair = keypairs.import_key(
+            session, request.app.state.settings, user.account, body.name, body.public_key
+        )
     except (ValidationError, AppError) as error:
         session.rollback()
         found = field_errors(error, ("name", "public_key"))
@@ -50,7 +52,7 @@ async def generate(request: Request, session: DB, user: User) -> Response:
     try:
         body = KeyPairGenerate(name=form.get("name", ""), key_type=form.get("key_type", ""))
         keypair, private_key = keypairs.generate_key(
-            session, user.account, body.name, body.key_type
+            session, request.app.state.settings, user.account, body.name, body.key_type
         )
     except (ValidationError, AppError) as error:
         session.rollback()

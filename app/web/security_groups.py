@@ -44,7 +44,9 @@ async def create(request: Request, session: DB, user: User) -> Response:
             description=form.get("description", ""),
             rules_text=form.get("rules_text", ""),
         )
-        group = security_groups.create_group(session, user.account, body)
+        group = security_groups.create_group(
+            session, request.app.state.settings, user.account, body
+        )
     except (ValidationError, AppError) as error:
         session.rollback()
         rows, _ = security_groups.list_groups(session, user.account, PageRequest(limit=MAX_LIMIT))

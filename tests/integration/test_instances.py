@@ -92,7 +92,12 @@ class TestLaunch:
             ({"hostname": "bad_host!"}, 422, "hostname"),
             ({"user_data": "x" * (16 * 1024 + 1)}, 422, "16384 bytes"),
             ({"user_data_base64": "not base64!"}, 422, "base64"),
-            ({"instance_type": None, "cpu_cores": 65, "memory_size": 128}, 409, "no host has room"),
+            # Over the 32 GiB host, within the default quota (65 cores would be over both).
+            (
+                {"instance_type": None, "cpu_cores": 1, "memory_size": 33000},
+                409,
+                "no host has room",
+            ),
         ],
     )
     def test_bad_launches_are_refused_clearly(

@@ -50,6 +50,7 @@ CROSS_ACCOUNT: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/api/v1/api_keys/{api_key}", None),
     ("DELETE", "/api/v1/api_keys/{api_key}", None),
     ("POST", "/api/v1/api_keys", {"account_id": "{account}", "name": "mine now"}),
+    ("GET", "/api/v1/accounts/{account}/quota", None),
     # B's own things pointed at A's: A's instance, image, key pair, group, network.
     ("POST", "/api/v1/volumes/{b_volume}/attach", {"instance_id": "{instance}"}),
     ("POST", "/api/v1/volumes", {"size_mib": 8, "instance_id": "{instance}"}),
@@ -69,6 +70,8 @@ ADMIN_ONLY: list[tuple[str, str, dict[str, Any] | None]] = [
     ("DELETE", "/api/v1/accounts/{account}", None),
     ("PATCH", "/api/v1/accounts/{account}", {"disabled": True}),
     ("PATCH", "/api/v1/accounts/{account}", {"is_admin": True}),
+    ("PUT", "/api/v1/accounts/{account}/quota", {"instances": 1000}),
+    ("PATCH", "/api/v1/accounts/{account}/quota", {"instances": 1000}),
     ("GET", "/api/v1/host_nodes", None),
     ("POST", "/api/v1/host_nodes", {"name": "h", "uri": "test:///default"}),
     ("GET", "/api/v1/host_nodes/{host}", None),
@@ -165,6 +168,7 @@ def snapshot(cloud: Cloud, world: dict[str, str]) -> list[Any]:
         ("/api/v1/ssh_key_pairs/{keypair}", a),
         ("/api/v1/security_groups/{group}", a),
         ("/api/v1/networks/{network}", a),
+        ("/api/v1/accounts/{account}/quota", a),
         ("/api/v1/volumes/{b_volume}", b),
         ("/api/v1/instances/{b_instance}", b),
         ("/api/v1/api_keys", a),
@@ -198,18 +202,21 @@ def test_account_b_gets_404_for_everything_of_account_a(
 
 
 def test_user_keys_get_403_from_admin_routes(cloud: Cloud, world: dict[str, str]) -> None:
-    def hosts() -> list[tuple[Any, ...]]:  # what a refused call could have changed
-        listed = cloud.client.get("/api/v1/host_nodes", headers=bearer(cloud.admin)).json()
-        return [(h["id"], h["name"], h["uri"], h["enabled"]) for h in listed["items"]]
+    def changeable() -> list[Any]:  # what a refused call could have changed
+        admin = bearer(cloud.admin)
+        listed = cloud.client.get("/api/v1/host_nodes", headers=admin).json()
+        hosts = [(h["id"], h["name"], h["uri"], h["enabled"]) for h in listed["items"]]
+        quota = cloud.client.get(fill("/api/v1/accounts/{account}/quota", world), headers=admin)
+        return [*hosts, quota.json()]
 
-    hosts_before = hosts()
+    before = changeable()
     for key in (world["alice"], world["bob"]):
         for method, path, body in ADMIN_ONLY:
             response = cloud.client.request(
                 method, fill(path, world), json=body, headers=bearer(key)
             )
             assert response.status_code == 403, (method, path, response.text)
-    assert hosts() == hosts_before
+    assert changeable() == before
     me = cloud.client.get("/api/v1/accounts/me", headers=bearer(world["bob"]))
     assert me.status_code == 200 and me.json()["name"] == "bob"
 

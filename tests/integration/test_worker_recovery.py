@@ -23,6 +23,12 @@ from tests.integration.cloud import Cloud, build_cloud
 
 
 @pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Fifty launches by one account: more than the default quota of instances."""
+    return settings.model_copy(update={"quota_instances": -1})
+
+
+@pytest.fixture
 def cloud(client: TestClient, keys: Keys, test_host_uri, make_disk: Callable[..., Path]) -> Cloud:  # type: ignore[no-untyped-def]
     return build_cloud(client, keys, test_host_uri(cpus=256, memory_mib=256 * 1024), make_disk)
 

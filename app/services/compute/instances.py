@@ -26,7 +26,8 @@ from app.models.instance import (
     InterfacePublic,
 )
 from app.models.job import JobState
-from app.services import access, jobs
+from app.models.volume import GIB
+from app.services import access, jobs, quotas
 from app.services.listing import PageRequest
 from app.services.network import networks, security_groups
 from app.services.network.addresses import allocate_interface, interfaces_of
@@ -107,8 +108,19 @@ def launch(
         access.get(session, account, SshKeyPair, body.ssh_key_id).id if body.ssh_key_id else None
     )
     groups = security_groups.groups_for_launch(session, account.id, body.security_group_ids)
+    disk_bytes = volumes.launch_disks_size(settings, image, root_disk_size, body.volumes)
     instance_id = new_id("instance")
     with PLACEMENT_LOCK:
+        # The account's lock before the host's (choose_host), always in this order.
+        quotas.check(
+            session,
+            settings,
+            account.id,
+            instances=1,
+            cores=cpu_cores,
+            memory_mib=memory_size,
+            volume_gib=disk_bytes / GIB,
+        )
         host = choose_host(session, settings, cpu_cores, memory_size)
         instance = Instance(
             id=instance_id,

@@ -17,11 +17,12 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, Pub
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from app.config import Settings
 from app.errors import BadRequest, Conflict
 from app.ids import new_id
 from app.models import Account, Instance, SshKeyPair
 from app.models.instance import InstanceState
-from app.services import access
+from app.services import access, quotas
 from app.services.listing import PageRequest
 
 SORTABLE = ("created_at", "name", "key_type", "id")
@@ -127,18 +128,25 @@ def fingerprint(blob: bytes) -> str:
 # --- creating ----------------------------------------------------------------------------
 
 
-def import_key(session: Session, account: Account, name: str, public_key: str) -> SshKeyPair:
+def import_key(
+    session: Session, settings: Settings, account: Account, name: str, public_key: str
+) -> SshKeyPair:
     """Stores one public key for `account` under `name` (the comment, if the key had none)."""
-    return _store(session, account, name, parse_public_key(public_key))
+    return _store(session, settings, account, name, parse_public_key(public_key))
 
 
 def generate_key(
-    session: Session, account: Account, name: str, key_type: str = "ssh-ed25519"
+    session: Session,
+    settings: Settings,
+    account: Account,
+    name: str,
+    key_type: str = "ssh-ed25519",
 ) -> tuple[SshKeyPair, str]:
     """Makes a new pair; stores the public half and returns the private key (OpenSSH PEM)."""
     if key_type not in GENERATED_TYPES:
         raise BadRequest(f"cannot generate {key_type!r}; choose {', '.join(GENERATED_TYPES)}")
     _refuse_duplicate(session, account, name)  # before spending time on an RSA key
+    quotas.check(session, settings, account.id, lock=False, key_pairs=1)  # likewise
     private: PrivateKeyTypes
     if key_type == "ssh-ed25519":
         private = ed25519.Ed25519PrivateKey.generate()
@@ -151,7 +159,7 @@ def generate_key(
         serialization.PrivateFormat.OpenSSH,
         serialization.NoEncryption(),
     ).decode()
-    return _store(session, account, name, _parsed(private.public_key(), "")), pem
+    return _store(session, settings, account, name, _parsed(private.public_key(), "")), pem
 
 
 def _refuse_duplicate(session: Session, account: Account, name: str) -> None:
@@ -162,8 +170,11 @@ def _refuse_duplicate(session: Session, account: Account, name: str) -> None:
         raise Conflict(f"account {account.id} already has a key pair named {name!r} ({taken.id})")
 
 
-def _store(session: Session, account: Account, name: str, key: ParsedKey) -> SshKeyPair:
+def _store(
+    session: Session, settings: Settings, account: Account, name: str, key: ParsedKey
+) -> SshKeyPair:
     _refuse_duplicate(session, account, name)
+    quotas.check(session, settings, account.id, key_pairs=1)
     keypair = SshKeyPair(
         id=new_id("ssh_key"),
         account_id=account.id,

@@ -18,8 +18,8 @@ from app.models import Account, Image, Instance, Volume
 from app.models.common import utcnow
 from app.models.image import ImageUpdate
 from app.models.instance import InstanceState
-from app.models.volume import VolumeState
-from app.services import access
+from app.models.volume import GIB, VolumeState
+from app.services import access, quotas
 from app.services.changes import apply_changes
 from app.services.identity.accounts import get_account
 from app.services.images import disk_images
@@ -114,6 +114,7 @@ def register_local(
     spec.check()
     owner_id = get_account(session, spec.account_id).id
     source = check_local_path(settings, path)
+    check_quota_early(session, settings, spec, source.stat().st_size)
     # Refuse early, before copying gigabytes of something that is not an image...
     disk_images.inspect(source, settings.qemu_img)
     with partial_file(settings) as partial:
@@ -129,6 +130,18 @@ def finish_upload(
     spec.check()
     owner_id = get_account(session, spec.account_id).id
     return _finish(session, settings, partial, digest, spec, owner_id, "upload", None)
+
+
+def check_quota_early(
+    session: Session, settings: Settings, spec: ImageSpec, size: int | None
+) -> None:
+    """Refuses, before any byte is copied or received, what the owner's quota would refuse
+    anyway (unlocked: the check before the commit decides)."""
+    owner_id = get_account(session, spec.account_id).id
+    wanted: dict[str, float] = {"images": 1}
+    if size is not None and spec.convert_to is None:  # a conversion changes the size
+        wanted["image_gib"] = size / GIB
+    quotas.check(session, settings, owner_id, lock=False, **wanted)
 
 
 @contextmanager
@@ -185,6 +198,7 @@ def _finish(
             converted.replace(partial)
         finally:
             converted.unlink(missing_ok=True)
+    quotas.check(session, settings, owner_id, images=1, image_gib=info.file_size / GIB)
     image = _record(session, image_id, info, digest, spec, owner_id, source)
     final = settings.image_dir / image.file_name
     partial.replace(final)

@@ -57,8 +57,10 @@ async def register_upload(
             "send the image file as the body, Content-Type: application/octet-stream"
         )
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.max_image_size:
+    size = int(declared) if declared and declared.isdigit() else None
+    if size is not None and size > settings.max_image_size:
         raise PayloadTooLarge(f"image is over the limit of {settings.max_image_size} bytes")
+    await run_in_threadpool(images.check_quota_early, session, settings, spec, size)
     with images.partial_file(settings) as partial:
         digest = await receive_upload(request, partial, settings.max_image_size)
         return await run_in_threadpool(

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from app.config import Settings
 from app.errors import BadRequest, Conflict
 from app.ids import new_id
 from app.models import (
@@ -34,7 +35,7 @@ from app.models.security_group import (
     SecurityGroupPublic,
     SecurityGroupUpdate,
 )
-from app.services import access, jobs
+from app.services import access, jobs, quotas
 from app.services.listing import PageRequest
 from app.services.network import rule_text
 from app.services.network.rule_text import Rule, RuleError
@@ -135,7 +136,9 @@ def default_group(session: Session, account_id: str) -> SecurityGroup:
 # --- create, update, delete ----------------------------------------------------------------
 
 
-def create_group(session: Session, account: Account, body: SecurityGroupCreate) -> SecurityGroup:
+def create_group(
+    session: Session, settings: Settings, account: Account, body: SecurityGroupCreate
+) -> SecurityGroup:
     _name_is_free(session, account.id, body.name)
     group = SecurityGroup(
         id=new_id("security_group"),
@@ -144,6 +147,7 @@ def create_group(session: Session, account: Account, body: SecurityGroupCreate) 
         description=body.description,
     )
     rules = _rules_from(session, group, body.rules, body.rules_text) or []
+    quotas.check(session, settings, account.id, security_groups=1)
     session.add(group)
     session.flush()
     _store_rules(session, group.id, rules)

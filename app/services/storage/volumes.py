@@ -26,7 +26,7 @@ from app.models.volume import (
     VolumeState,
     VolumeUpdate,
 )
-from app.services import access, jobs, placement
+from app.services import access, jobs, placement, quotas
 from app.services.listing import PageRequest
 from app.services.state_changes import compare_and_set
 
@@ -73,6 +73,7 @@ def create_volume(
         host_id = placement.usable_host(session, body.host_node_id).id
     else:
         host_id = placement.host_for_volume(session).id
+    quotas.check(session, settings, account.id, volume_gib=size / GIB)
     volume = Volume(
         id=new_id("volume"),
         account_id=account.id,
@@ -254,6 +255,14 @@ def root_disk_size(settings: Settings, image: Image, root_disk_size_gib: int) ->
             "for any disk (VDC_MAX_VOLUME_SIZE)"
         )
     return size
+
+
+def launch_disks_size(
+    settings: Settings, image: Image, root_disk_size_gib: int, extra: list[LaunchVolume]
+) -> int:
+    """Bytes of the disks add_launch_volumes will make (for the account's volume quota)."""
+    sizes = [_checked_size(settings, wanted.size_bytes(), None) for wanted in extra]
+    return root_disk_size(settings, image, root_disk_size_gib) + sum(sizes[: len(DATA_DEVICES)])
 
 
 # --- helpers -------------------------------------------------------------------------------
