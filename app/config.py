@@ -67,6 +67,11 @@ class Settings(BaseSettings):
         "safe ones, e.g. socket,command: they open or run local things, so only operators "
         "who need them should allow them",
     )
+    ssh_options: str = Field(
+        default="",
+        description="Extra ssh options for the host steps vdc runs over ssh (bridges, VXLAN), "
+        "e.g. '-i /root/.ssh/vdc -o UserKnownHostsFile=/etc/vdc/known_hosts'",
+    )
     virt_type: str = Field(default="auto", description="auto, kvm or qemu")
     import_dirs: str = Field(
         default="",

@@ -8,11 +8,13 @@ import os
 import socket
 import threading
 import uuid
+from datetime import timedelta
 
 import sqlalchemy as sa
 
 from app.config import Settings
 from app.models import Job
+from app.models.common import utcnow
 from app.services import jobs
 from app.services.compute import lifecycle, sync
 from app.services.jobs_context import JobContext
@@ -20,6 +22,7 @@ from hypervisor.errors import HostUnreachable
 
 log = logging.getLogger("vdc.worker")
 POLL_SECONDS = 0.25
+HOST_WAIT = timedelta(hours=1)
 
 
 class Worker:
@@ -72,7 +75,9 @@ class Worker:
         try:
             lifecycle.run(self.ctx, job)
         except HostUnreachable as error:
-            if job.attempts < jobs.MAX_ATTEMPTS:
+            # A host that is down comes back: its work waits for it (an hour at most),
+            # without counting as the job's own failures.
+            if job.attempts < jobs.MAX_ATTEMPTS or utcnow() - job.created_at < HOST_WAIT:
                 delay = min(30.0, 2.0**job.attempts)
                 log.warning(
                     "job %s (%s): host unreachable, retry in %.0fs: %s",

@@ -94,6 +94,35 @@ def domain(spec: DomainSpec) -> Domain:
     )
 
 
+def kvm_probe_domain(name: str, disk_path: str, console_log: str) -> Domain:
+    """The guest that tells whether KVM works on a host: it boots a small disk whose boot
+    loader (syslinux) prints a prompt on the serial port and waits there. Where nested KVM
+    is broken, a guest stops during this kind of BIOS boot ("KVM internal error ...
+    emulation failure"), so this is what the probe boots, not an empty machine."""
+    return Domain(
+        type="kvm",
+        name=name,
+        memory_kib=64 * 1024,
+        vcpus=1,
+        os=DomainOs(arch="x86_64", machine="pc", boot_devices=("hd",)),
+        features=("acpi",),
+        on_poweroff="destroy",
+        on_crash="destroy",
+        disks=(
+            DomainDisk(
+                source_file=disk_path,
+                target_dev="vda",
+                target_bus="virtio",
+                driver_name="qemu",
+                driver_type="raw",
+                read_only=True,  # several probes may boot one disk at once
+            ),
+        ),
+        serials=(DomainSerial(target_port=0, log_file=console_log, log_append=False),),
+        consoles=(DomainConsole(target_type="serial"),),
+    )
+
+
 def ec2_uuid(instance_id: str) -> str:
     """A stable domain UUID for an instance, starting with "ec2" as EC2's do."""
     digest = uuid_module.uuid5(_UUID_NAMESPACE, instance_id).hex
@@ -123,9 +152,15 @@ def interface(spec: InterfaceSpec) -> DomainInterface:
 
 
 def _interface(spec: InterfaceSpec) -> DomainInterface:
+    if (spec.network is None) == (spec.bridge is None):
+        raise ValueError("an interface is on a libvirt network or on a bridge: name one")
     return DomainInterface(
         mac=spec.mac,
+        type="network" if spec.network is not None else "bridge",
         source_network=spec.network,
+        source_bridge=spec.bridge,
+        # virtio-net reports it to the guest, which needs no DHCP option 26 support then.
+        mtu=spec.mtu,
         model=spec.model,
         filter=spec.filter,
         # clean-traffic's IP, given rather than learnt: the guest may use this address only.
@@ -214,6 +249,7 @@ def network(spec: NetworkSpec, hosts: Iterable[DhcpHost] = ()) -> Network:
         bridge_delay=0,
         domain_name=spec.domain,
         dns_forwarders=spec.dns_servers,
+        mtu=spec.mtu,
         ip=NetworkIp(
             address=spec.gateway,
             prefix=spec.prefix,
@@ -247,6 +283,12 @@ def parse_dhcp_hosts(network_xml: str) -> list[DhcpHost]:
 
 def pool(spec: PoolSpec) -> StoragePool:
     return StoragePool(name=spec.name, target_path=spec.path, type="dir")
+
+
+def file_volume(name: str, size: int) -> StorageVolume:
+    """A volume that holds a file's bytes as they are (an image copy uploaded to a host):
+    raw to libvirt, so it never converts or probes them; its users state the real format."""
+    return StorageVolume(name=name, capacity_bytes=size, format="raw")
 
 
 def volume(spec: VolumeSpec) -> StorageVolume:

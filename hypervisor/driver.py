@@ -17,6 +17,7 @@ from hypervisor.errors import NotFoundOnHost, translated
 from hypervisor.guest import Guest, lookup
 from hypervisor.host import define_once, start_once
 from hypervisor.host_networks import NetworkSteps
+from hypervisor.kvm_probe import KvmProbeSteps
 from hypervisor.specs import (
     DiskSpec,
     DomainInfo,
@@ -26,10 +27,11 @@ from hypervisor.specs import (
     PoolSpec,
     VolumeSpec,
 )
+from hypervisor.streams import StreamSteps
 from hypervisor.xml import NwFilter
 
 
-class HostDriver(NetworkSteps):
+class HostDriver(NetworkSteps, StreamSteps, KvmProbeSteps):
     # --- storage -------------------------------------------------------------------------
 
     @translated

@@ -23,6 +23,17 @@ _STATES = {
 }
 
 
+# Why qemu paused a guest on its own: a KVM internal error ("emulation failure") leaves the
+# reason unknown; the others are I/O errors, a watchdog, a crash, a failed migration.
+_FAULT_PAUSES = {
+    libvirt.VIR_DOMAIN_PAUSED_UNKNOWN,
+    libvirt.VIR_DOMAIN_PAUSED_IOERROR,
+    libvirt.VIR_DOMAIN_PAUSED_WATCHDOG,
+    libvirt.VIR_DOMAIN_PAUSED_CRASHED,
+    libvirt.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED,
+}
+
+
 class Guest:
     def __init__(self, domain: libvirt.virDomain) -> None:
         self._domain = domain
@@ -180,8 +191,13 @@ class Guest:
 
     def info(self) -> DomainInfo:
         instance_id, account_id = self._vdc_metadata()
+        state, reason = self._domain.state()
         return DomainInfo(
-            name=self.name, state=self.state(), instance_id=instance_id, account_id=account_id
+            name=self.name,
+            state=_STATES.get(state, "other"),
+            instance_id=instance_id,
+            account_id=account_id,
+            stopped_by_fault=state == libvirt.VIR_DOMAIN_PAUSED and reason in _FAULT_PAUSES,
         )
 
     def _vdc_metadata(self) -> tuple[str | None, str | None]:

@@ -50,6 +50,10 @@ class Host:
         kvm = capabilities.findall("./guest/arch/domain[@type='kvm']")
         return "kvm" if kvm else "qemu"
 
+    def is_test(self) -> bool:
+        """libvirt's test driver: an in-memory fake host (vdc's own test suites)."""
+        return urlsplit(self.uri).scheme == "test"
+
     def is_local(self) -> bool:
         """True for the host vdc runs on (a URI without a host part), not the test driver."""
         return not urlsplit(self.uri).netloc and self._conn().getType().lower() != "test"

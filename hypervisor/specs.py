@@ -27,6 +27,7 @@ class NetworkSpec:
     dns_servers: tuple[str, ...] = ()
     domain: str | None = None  # DNS domain handed out by DHCP
     forward: str = "nat"  # "nat", "route" or "none" (isolated)
+    mtu: int | None = None  # handed to guests by DHCP (a VXLAN segment needs 1450)
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,16 @@ class DiskSpec:
 
 @dataclass(frozen=True)
 class InterfaceSpec:
+    """A NIC on a libvirt network (the host that has the network's dnsmasq), or on a plain
+    bridge of the same layer-2 segment (every other host)."""
+
     mac: str
-    network: str  # libvirt network name
+    network: str | None = None  # libvirt network name
+    bridge: str | None = None  # or a plain Linux bridge
     model: str = "virtio"
     filter: str | None = None  # the nwfilter guarding it (see FilterSpec)
     ip: str | None = None  # the address it may use (clean-traffic's IP parameter)
+    mtu: int | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,23 @@ class PoolSpec:
 
 
 @dataclass(frozen=True)
+class SegmentSpec:
+    """A vdc network's layer-2 segment on one host: its bridge, joined to the same bridge
+    on the other hosts by a VXLAN port (one VNI per network) with a flood entry per peer."""
+
+    bridge: str  # the bridge's name, the same on every host
+    vni: int
+    local_ip: str  # this host's underlay address
+    peers: tuple[str, ...]  # the other hosts' underlay addresses
+    mtu: int = 1450
+    own_bridge: bool = True  # False where libvirt's network made the bridge (dnsmasq's host)
+
+    @property
+    def vxlan(self) -> str:
+        return "vx" + self.bridge.removeprefix("vdc")  # "vx" + 8 characters: fits IFNAMSIZ
+
+
+@dataclass(frozen=True)
 class DomainInfo:
     """What the driver reports about a domain found on a host."""
 
@@ -114,6 +137,7 @@ class DomainInfo:
     state: str  # "running", "paused", "shutoff", "crashed", "other"
     instance_id: str | None  # from vdc's <metadata>; None for domains vdc did not create
     account_id: str | None = None
+    stopped_by_fault: bool = False  # paused by qemu itself (KVM internal error, I/O error)
 
 
 @dataclass(frozen=True)

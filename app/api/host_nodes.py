@@ -11,6 +11,7 @@ from app.api.paging import PageDep
 from app.models.common import Page
 from app.models.host_node import HostNodeCreate, HostNodePublic, HostNodeUpdate
 from app.services import hosts
+from app.services.compute import host_probe
 
 router = APIRouter(prefix="/host_nodes", tags=["host nodes"])
 
@@ -33,8 +34,22 @@ def list_hosts(
 def add_host(
     body: HostNodeCreate, session: SessionDep, settings: SettingsDep, _admin: AdminAccount
 ) -> HostNodePublic:
-    """Registers a host by libvirt URI; capacity is read from libvirt unless given."""
-    return hosts.public(session, [hosts.add_host(session, settings, body)])[0]
+    """Registers a host by libvirt URI; capacity is read from libvirt unless given, and
+    whether KVM works there is found by booting a probe guest (`virt_type`)."""
+    host = hosts.add_host(session, settings, body)
+    if host.status == "online":
+        host_probe.probe(session, settings, host)
+    return hosts.public(session, [host])[0]
+
+
+@router.post("/{host_id}/probe", response_model=HostNodePublic)
+def probe_host(
+    host_id: str, session: SessionDep, settings: SettingsDep, _admin: AdminAccount
+) -> HostNodePublic:
+    """Boots a probe guest under KVM on the host: `virt_type` becomes `kvm` if it boots,
+    `qemu` (software emulation) if not, with the reason in `virt_type_reason`."""
+    host = host_probe.probe(session, settings, hosts.get_host(session, host_id))
+    return hosts.public(session, [host])[0]
 
 
 @router.get("/{host_id}", response_model=HostNodePublic)
@@ -46,7 +61,8 @@ def show_host(host_id: str, session: SessionDep, _admin: AdminAccount) -> HostNo
 def update_host(
     host_id: str, body: HostNodeUpdate, session: SessionDep, _admin: AdminAccount
 ) -> HostNodePublic:
-    """Enables or disables a host (disabled: no new instances), or corrects its capacity."""
+    """Enables or disables a host (disabled: no new instances), corrects its capacity, or
+    sets its tunnel address (`tunnel_ip`)."""
     return hosts.public(session, [hosts.update_host(session, host_id, body)])[0]
 
 

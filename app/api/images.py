@@ -11,10 +11,12 @@ from app.api.paging import PageDep
 from app.errors import Forbidden
 from app.models.common import Page
 from app.models.image import Image, ImagePublic, ImageUpdate
+from app.models.image_copy import ImageCopyPublic
 from app.services import access
 from app.services.images import images
 from app.services.images.images import ImageSpec
 from app.services.images.uploads import register_upload
+from app.services.storage import image_copies
 
 router = APIRouter(prefix="/images", tags=["images"])
 
@@ -92,7 +94,14 @@ async def upload_image(
 
 @router.get("/{image_id}", response_model=ImagePublic)
 def show_image(image_id: str, session: SessionDep, account: CurrentAccount) -> ImagePublic:
-    return _public(access.get(session, account, Image, image_id))
+    """One image; for an admin, also the hosts holding a copy (`copies`)."""
+    shown = _public(access.get(session, account, Image, image_id))
+    if account.is_admin:
+        shown.copies = [
+            ImageCopyPublic.model_validate(copy, from_attributes=True)
+            for copy in image_copies.copies_of(session, image_id)
+        ]
+    return shown
 
 
 @router.patch("/{image_id}", response_model=ImagePublic)

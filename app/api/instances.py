@@ -107,7 +107,8 @@ def console(
     instance_id: str, session: SessionDep, settings: SettingsDep, account: CurrentAccount
 ) -> ConsoleOutput:
     """The serial console output (the last 64 KiB)."""
-    return instances.console_output(settings, access.get(session, account, Instance, instance_id))
+    instance = access.get(session, account, Instance, instance_id)
+    return instances.console_output(session, settings, instance)
 
 
 @router.get("/{instance_id}/volumes", response_model=list[VolumePublic])

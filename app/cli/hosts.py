@@ -12,6 +12,7 @@ from app.cli.common import database, print_record, print_table, reports_errors
 from app.config import Settings
 from app.models.host_node import HostNodeCreate, HostNodeUpdate
 from app.services import hosts
+from app.services.compute import host_probe
 from app.services.listing import MAX_LIMIT, PageRequest
 
 host_cli = typer.Typer(help="Host nodes (libvirt hosts).", no_args_is_help=True)
@@ -26,6 +27,8 @@ HOST_COLUMNS = [
     "cpu_cores_used",
     "memory_size",
     "memory_size_used",
+    "virt_type",
+    "tunnel_ip",
 ]
 
 
@@ -38,15 +41,50 @@ def host_add(
     memory_size: int | None = typer.Option(
         None, "--memory-size", help="MiB; default: from libvirt"
     ),
+    tunnel_ip: str | None = typer.Option(
+        None, "--tunnel-ip", help="Underlay address for guest traffic; default: the URI's host"
+    ),
 ) -> None:
-    """Registers a libvirt host and prints its id (hn-...)."""
+    """Registers a libvirt host (qemu:///system, or qemu+ssh://root@HOST/system) and prints
+    its id (hn-...). It boots a probe guest there to find whether KVM works (virt type)."""
     settings = Settings()
     body = HostNodeCreate(
-        name=name, uri=uri or settings.libvirt_uri, cpu_cores=cpu_cores, memory_size=memory_size
+        name=name,
+        uri=uri or settings.libvirt_uri,
+        cpu_cores=cpu_cores,
+        memory_size=memory_size,
+        tunnel_ip=tunnel_ip,
     )
     with database(settings) as session:
         host = hosts.add_host(session, settings, body)
+        if host.status == "online":
+            host_probe.probe(session, settings, host)
+        typer.secho(f"virt type: {host.virt_type or '?'} ({host.virt_type_reason})", err=True)
     typer.echo(host.id)
+
+
+@host_cli.command("probe")
+@reports_errors
+def host_probe_command(host_id: str) -> None:
+    """Boots a probe guest under KVM on the host: records kvm if it boots, else qemu."""
+    settings = Settings()
+    with database(settings) as session:
+        host = host_probe.probe(session, settings, hosts.get_host(session, host_id))
+        typer.echo(f"{host.name}: {host.virt_type} ({host.virt_type_reason})")
+
+
+@host_cli.command("update")
+@reports_errors
+def host_update(
+    host_id: str,
+    tunnel_ip: str | None = typer.Option(
+        None, "--tunnel-ip", help="Underlay address for guest traffic between hosts"
+    ),
+) -> None:
+    """Changes a host's tunnel address."""
+    with database(Settings()) as session:
+        hosts.update_host(session, host_id, HostNodeUpdate(tunnel_ip=tunnel_ip))
+    typer.echo(f"updated {host_id}")
 
 
 @host_cli.command("list")

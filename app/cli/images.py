@@ -18,10 +18,12 @@ from app.config import KNOWN_ARCHES, Settings
 from app.ids import SHARED_ACCOUNT_ID
 from app.models import Image
 from app.models.image import ImagePublic, ImageUpdate
+from app.models.image_copy import ImageCopyPublic
 from app.services import access
 from app.services.images import images
 from app.services.images.images import ImageSpec
 from app.services.listing import MAX_LIMIT, PageRequest
+from app.services.storage import image_copies
 
 image_cli = typer.Typer(help="Machine images.", no_args_is_help=True)
 image_add_cli = typer.Typer(help="Register an image.", no_args_is_help=True)
@@ -75,10 +77,15 @@ def image_show(image_id: str, as_json: bool = typer.Option(False, "--json")) -> 
     with database(Settings()) as session:
         image = access.get(session, OPERATOR, Image, image_id)
         public = ImagePublic.model_validate(image, from_attributes=True).model_dump(mode="json")
+        public["copies"] = [
+            ImageCopyPublic.model_validate(copy, from_attributes=True).model_dump(mode="json")
+            for copy in image_copies.copies_of(session, image.id)
+        ]
     if as_json:
         typer.echo(json.dumps(public, indent=2))
     else:
-        print_record(public)
+        copies = [f"{c['host_node_id']} {c['state']} {c['size']} bytes" for c in public["copies"]]
+        print_record({**public, "copies": "; ".join(copies) or "(only in vdc's image store)"})
 
 
 @image_cli.command("update")

@@ -3,6 +3,7 @@
 from app.models.account import Account, ApiKey, BrowserSession
 from app.models.host_node import HostNode
 from app.models.image import Image
+from app.models.image_copy import ImageCopy
 from app.models.instance import Instance, NetworkInterface
 from app.models.instance_type import InstanceType
 from app.models.job import Job
@@ -19,6 +20,7 @@ __all__ = [
     "BrowserSession",
     "HostNode",
     "Image",
+    "ImageCopy",
     "Instance",
     "InstanceSecurityGroup",
     "InstanceType",

@@ -32,6 +32,11 @@ class HostNode(HostNodeBase, table=True):
     id: str = Field(primary_key=True, max_length=32)
     status: HostStatus = Field(default=HostStatus.offline, sa_column=state_column(HostStatus))
     status_reason: str = Field(default="", max_length=1024)
+    # The host's address on the underlay, where other hosts send its guests' traffic (VXLAN).
+    tunnel_ip: str = Field(default="", max_length=39)
+    # What its guests run under, found by booting a probe guest: kvm, qemu (software), test.
+    virt_type: str = Field(default="", max_length=8)
+    virt_type_reason: str = Field(default="", max_length=1024)
     last_seen_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
 
@@ -47,10 +52,16 @@ class HostNodeCreate(BaseModel):
     memory_size: int | None = PydanticField(
         default=None, ge=64, le=2**31, description="MiB; default: from libvirt"
     )
+    tunnel_ip: str | None = PydanticField(
+        default=None,
+        max_length=39,
+        description="Underlay address for guest traffic between hosts; default: the URI's host",
+    )
 
 
 class HostNodeUpdate(BaseModel):
     enabled: bool | None = None
+    tunnel_ip: str | None = PydanticField(default=None, max_length=39)
     cpu_cores: int | None = PydanticField(default=None, ge=1, le=4096)
     memory_size: int | None = PydanticField(default=None, ge=64, le=2**31)
 
@@ -59,6 +70,9 @@ class HostNodePublic(HostNodeBase):
     id: str
     status: str
     status_reason: str
+    tunnel_ip: str
+    virt_type: str
+    virt_type_reason: str
     last_seen_at: datetime | None
     created_at: datetime
     cpu_cores_used: int = 0

@@ -11,6 +11,7 @@ from pydantic import Field as PydanticField
 from sqlmodel import Field, SQLModel
 
 from app.models.common import timestamp_column, utcnow
+from app.models.image_copy import ImageCopyPublic
 
 
 class ImageState(StrEnum):
@@ -52,6 +53,7 @@ class ImagePublic(ImageBase):
     sha256: str
     created_at: datetime
     updated_at: datetime
+    copies: list[ImageCopyPublic] = []  # the hosts that hold it (shown to admins)
 
 
 class ImageUpdate(BaseModel):

@@ -114,6 +114,11 @@ class InstanceCreate(BaseModel):
         max_length=10,
         description="Its security groups; default: the account's `default` group",
     )
+    host_node_id: str | None = PydanticField(
+        default=None,
+        max_length=64,
+        description="Admins only: the host (id or name) to run it on; default: the scheduler's",
+    )
     volumes: list[LaunchVolume] = PydanticField(
         default_factory=list,
         max_length=MAX_LAUNCH_VOLUMES,

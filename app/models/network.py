@@ -30,6 +30,8 @@ class Network(NetworkBase, table=True):
 
     id: str = Field(primary_key=True, max_length=32)
     bridge: str = Field(max_length=15, unique=True)
+    # VXLAN segment id: one layer-2 segment on every host with a guest on the network.
+    vni: int = Field(unique=True)
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
 
 
@@ -71,5 +73,6 @@ class NetworkPublic(BaseModel):
     is_default: bool
     account_id: str | None
     bridge: str
+    vni: int
     created_at: datetime
     addresses_in_use: int = 0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+from urllib.parse import urlsplit
+
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
@@ -30,7 +33,12 @@ def add_host(session: Session, settings: Settings, body: HostNodeCreate) -> Host
     if session.exec(select(HostNode).where(HostNode.uri == body.uri)).first():
         raise Conflict(f"a host with URI {body.uri} is registered already")
     host = HostNode(
-        id=new_id("host_node"), name=body.name, uri=body.uri, cpu_cores=1, memory_size=64
+        id=new_id("host_node"),
+        name=body.name,
+        uri=body.uri,
+        cpu_cores=1,
+        memory_size=64,
+        tunnel_ip=tunnel_address(body.tunnel_ip, body.uri),
     )
     try:
         capacity = driver_for(host).capacity()
@@ -102,6 +110,8 @@ def public(session: Session, hosts: list[HostNode]) -> list[HostNodePublic]:
 
 def update_host(session: Session, host_id: str, body: HostNodeUpdate) -> HostNode:
     host = get_host(session, host_id)
+    if body.tunnel_ip is not None:
+        tunnel_address(body.tunnel_ip, host.uri)  # checked; "" clears it
     apply_changes(host, body)
     session.add(host)
     session.commit()
@@ -142,6 +152,21 @@ def check_host(session: Session, host: HostNode) -> bool:
     session.add(host)
     session.commit()
     return True
+
+
+def tunnel_address(given: str | None, uri: str) -> str:
+    """The host's underlay address: as given, or the URI's host when that is an address
+    (a name would need DNS, which vdc does not ask: give --tunnel-ip then)."""
+    if given:
+        try:
+            return str(ipaddress.ip_address(given))
+        except ValueError as exc:
+            raise BadRequest(f"tunnel_ip {given!r} is not an IP address") from exc
+    hostname = urlsplit(uri).hostname or ""
+    try:
+        return str(ipaddress.ip_address(hostname))
+    except ValueError:
+        return ""
 
 
 def _first_line(error: Exception, limit: int = 200) -> str:

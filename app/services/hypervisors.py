@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import shlex
+
+from app.config import Settings
 from app.errors import AppError, Conflict, HostUnavailable, NotFound
 from app.models import HostNode
 from hypervisor.driver import HostDriver
 from hypervisor.errors import AlreadyExists, HostUnreachable, HypervisorError, NotFoundOnHost
+from hypervisor.host_shell import HostShell
 
 
 def driver_for(host: HostNode) -> HostDriver:
     return HostDriver(host.uri)
+
+
+def shell_for(settings: Settings, host: HostNode) -> HostShell:
+    """Runs the host steps libvirt has no call for: locally, or over ssh as the URI's user."""
+    return HostShell(
+        host.uri,
+        ssh_options=tuple(shlex.split(settings.ssh_options)),
+        control_dir=settings.data_dir / "ssh",
+    )
 
 
 def as_app_error(error: HypervisorError) -> AppError:

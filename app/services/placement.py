@@ -33,13 +33,20 @@ def available_hosts(session: Session) -> list[HostNode]:
     return hosts
 
 
-def choose_host(session: Session, settings: Settings, cpu_cores: int, memory_size: int) -> HostNode:
-    """An enabled, online host with room; spreads by picking the most free memory.
+def choose_host(
+    session: Session,
+    settings: Settings,
+    cpu_cores: int,
+    memory_size: int,
+    pinned: str | None = None,
+) -> HostNode:
+    """An enabled, online host with room; spreads by picking the most free memory. An
+    admin may pin the host (Wakame-vdc's specify_node): it must still have room.
 
     Room counts host cores times VDC_CPU_ALLOCATION_RATIO (guests seldom use all their
     cores) and memory times VDC_MEMORY_ALLOCATION_RATIO (1.0 by default: no overcommit).
     """
-    hosts = available_hosts(session)
+    hosts = [usable_host(session, pinned)] if pinned is not None else available_hosts(session)
     used = usage(session, [h.id for h in hosts])
     fitting = []
     for host in hosts:

@@ -5,18 +5,22 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
+from app.config import Settings
 from app.errors import AppError
+from app.models import HostNode
 from app.models.host_node import HostNodeCreate
 from app.models.network import NetworkCreate
 from app.services import hosts
+from app.services.compute import host_probe
 from app.services.listing import MAX_LIMIT, PageRequest
 from app.services.network import networks
 from app.web.pages import DB, Admin, PageRoute, field_errors, form_of, redirect, render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
-HOST_FIELDS = ("name", "uri")
+HOST_FIELDS = ("name", "uri", "tunnel_ip")
 NETWORK_FIELDS = ("name", "cidr", "dns_servers", "domain")
 
 
@@ -41,14 +45,24 @@ def hosts_page(request: Request, session: DB, user: Admin, notice: str = "") -> 
 async def add_host(request: Request, session: DB, user: Admin) -> Response:
     form = await form_of(request, user)
     try:
-        body = HostNodeCreate(name=form.get("name", ""), uri=form.get("uri", ""))
-        host = await run_in_threadpool(
-            hosts.add_host, session, request.app.state.settings, body
-        )  # asks libvirt
+        body = HostNodeCreate(
+            name=form.get("name", ""),
+            uri=form.get("uri", ""),
+            tunnel_ip=form.get("tunnel_ip") or None,
+        )
+        host = await run_in_threadpool(_add_and_probe, session, request.app.state.settings, body)
     except (ValidationError, AppError) as error:
         session.rollback()
         return _hosts_page(request, session, values=form, errors=field_errors(error, HOST_FIELDS))
     return redirect("/hosts", f"added {host.id}")
+
+
+def _add_and_probe(session: Session, settings: Settings, body: HostNodeCreate) -> HostNode:
+    """Asks libvirt for the host's capacity, then boots the KVM probe guest there."""
+    host = hosts.add_host(session, settings, body)
+    if host.status == "online":
+        host_probe.probe(session, settings, host)
+    return host
 
 
 def _networks_page(request: Request, session: DB, user: Admin, **extra: object) -> Response:

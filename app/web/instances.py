@@ -176,7 +176,7 @@ async def action(request: Request, instance_id: str, session: DB, user: User) ->
 @router.get("/instances/{instance_id}/console")
 def console(request: Request, instance_id: str, session: DB, user: User) -> Response:
     instance = access.get(session, user.account, Instance, instance_id)
-    output = instances.console_output(request.app.state.settings, instance)
+    output = instances.console_output(session, request.app.state.settings, instance)
     return render(request, "console.html", {"instance": instance, "console": output})
 
 

@@ -96,6 +96,7 @@ class DomainDisk:
     serial: str | None = None
     type: str = "file"
     device: str = "disk"
+    read_only: bool = False
 
     def to_element(self) -> ET.Element:
         disk = element("disk", type=self.type, device=self.device)
@@ -106,6 +107,8 @@ class DomainDisk:
         sub(disk, "target", dev=self.target_dev, bus=self.target_bus)
         if self.serial is not None:
             sub(disk, "serial", self.serial)
+        if self.read_only:
+            sub(disk, "readonly")
         return disk
 
     @classmethod
@@ -120,6 +123,7 @@ class DomainDisk:
             serial=optional_text(node, "serial"),
             type=node.get("type", "file"),
             device=node.get("device", "disk"),
+            read_only=node.find("readonly") is not None,
         )
 
 
@@ -128,9 +132,11 @@ class DomainInterface:
     mac: str | None
     source_network: str | None  # None for an interface that is not on a libvirt network
     model: str | None = None
-    type: str = "network"
+    type: str = "network"  # "network" (source_network) or "bridge" (source_bridge)
     filter: str | None = None  # <filterref>: the nwfilter guarding this interface
     filter_parameters: tuple[tuple[str, str], ...] = ()  # e.g. (("IP", "10.0.0.5"),)
+    source_bridge: str | None = None
+    mtu: int | None = None
 
     def to_element(self) -> ET.Element:
         interface = element("interface", type=self.type)
@@ -138,8 +144,12 @@ class DomainInterface:
             sub(interface, "mac", address=self.mac)
         if self.source_network is not None:
             sub(interface, "source", network=self.source_network)
+        if self.source_bridge is not None:
+            sub(interface, "source", bridge=self.source_bridge)
         if self.model is not None:
             sub(interface, "model", type=self.model)
+        if self.mtu is not None:
+            sub(interface, "mtu", size=self.mtu)
         if self.filter is not None:
             ref = sub(interface, "filterref", filter=self.filter)
             for name, value in self.filter_parameters:
@@ -149,9 +159,15 @@ class DomainInterface:
     @classmethod
     def from_element(cls, node: ET.Element) -> DomainInterface:
         ref = node.find("filterref")
+        mtu = optional_attr(node, "mtu", "size")
         return cls(
             mac=optional_attr(node, "mac", "address"),
             source_network=optional_attr(node, "source", "network"),
+            # libvirt adds the bridge to a live <source network=...>: it is not vdc's choice.
+            source_bridge=optional_attr(node, "source", "bridge")
+            if node.get("type") == "bridge"
+            else None,
+            mtu=None if mtu is None else parse_int(mtu, "<interface mtu>"),
             model=optional_attr(node, "model", "type"),
             type=node.get("type", "network"),
             filter=None if ref is None else ref.get("filter"),

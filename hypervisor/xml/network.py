@@ -108,6 +108,7 @@ class Network:
     domain_name: str | None = None
     dns_forwarders: tuple[str, ...] = ()  # addresses dnsmasq forwards queries to
     ip: NetworkIp | None = None
+    mtu: int | None = None  # the bridge's; dnsmasq hands it to guests as DHCP option 26
 
     @property
     def dhcp_hosts(self) -> tuple[NetworkDhcpHost, ...]:
@@ -128,6 +129,8 @@ class Network:
                 stp=on_off(self.bridge_stp),
                 delay=self.bridge_delay,
             )
+        if self.mtu is not None:
+            sub(root, "mtu", size=self.mtu)
         if self.domain_name is not None:
             sub(root, "domain", name=self.domain_name)
         if self.dns_forwarders:
@@ -143,6 +146,7 @@ class Network:
         root = parse(text, "network")
         forward = root.find("forward")
         delay = optional_attr(root, "bridge", "delay")
+        mtu = optional_attr(root, "mtu", "size")
         ipv4 = [ip for ip in root.findall("ip") if ip.get("family", "ipv4") == "ipv4"]
         return cls(
             name=required_text(root, "name"),
@@ -160,4 +164,5 @@ class Network:
                 if (address := forwarder.get("addr")) is not None
             ),
             ip=NetworkIp.from_element(ipv4[0]) if ipv4 else None,
+            mtu=None if mtu is None else parse_int(mtu, "<mtu size>"),
         )

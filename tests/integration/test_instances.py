@@ -197,7 +197,9 @@ class TestLifecycle:
             f"/api/v1/instances/{instance_id}/console", headers=bearer(cloud.admin)
         ).json()
         assert empty == {"instance_id": instance_id, "output": "", "truncated": False}
-        # On a real host virtlogd writes this file; the test driver runs no guest.
+        # On a real host virtlogd writes this file (in the console pool's folder, which
+        # libvirt makes); the test driver runs no guest and makes no folder.
+        settings.console_dir.mkdir(parents=True, exist_ok=True)
         (settings.console_dir / f"{instance_id}.log").write_bytes(b"Booting\xff\nlogin: ")
         console = cloud.client.get(
             f"/api/v1/instances/{instance_id}/console", headers=bearer(cloud.admin)

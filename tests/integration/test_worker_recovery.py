@@ -60,7 +60,7 @@ def test_a_job_whose_worker_died_is_finished_by_another(
             {"id": instance["id"]},
         )
     driver = HostDriver(cloud.host_uri)
-    from app.services.compute.lifecycle import load
+    from app.services.compute.provision import load
     from app.services.jobs_context import JobContext
     from app.services.network.networks import spec_for
     from app.services.storage.pools import root_volume_name

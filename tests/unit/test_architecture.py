@@ -20,7 +20,7 @@ DOMAIN_USES = {
     "compute": {"storage", "network"},
     "storage": set(),
     "network": set(),
-    "images": {"identity"},
+    "images": {"identity", "storage"},  # an image's copies on hosts go with it
     "identity": {"network"},
 }
 

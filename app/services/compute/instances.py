@@ -7,15 +7,14 @@ worker (app/services/compute/lifecycle.py) does the libvirt work.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from app.config import Settings
-from app.errors import BadRequest, Conflict, NotFound
+from app.errors import BadRequest, Conflict, Forbidden, HostUnavailable, NotFound
 from app.ids import new_id
-from app.models import Account, Image, Instance, InstanceType, Network, SshKeyPair
+from app.models import Account, HostNode, Image, Instance, InstanceType, Network, SshKeyPair
 from app.models.common import utcnow
+from app.models.host_node import HostStatus
 from app.models.instance import (
     GONE_STATES,
     ConsoleOutput,
@@ -27,13 +26,15 @@ from app.models.instance import (
 )
 from app.models.job import JobState
 from app.models.volume import GIB
-from app.services import access, jobs, quotas
+from app.services import access, host_uris, jobs, quotas
+from app.services.hypervisors import driver_for
 from app.services.listing import PageRequest
 from app.services.network import networks, security_groups
 from app.services.network.addresses import allocate_interface, interfaces_of
 from app.services.placement import PLACEMENT_LOCK, choose_host
 from app.services.state_changes import compare_and_set
-from app.services.storage import volumes
+from app.services.storage import pools, volumes
+from hypervisor.errors import HypervisorError
 
 SORTABLE = ("created_at", "updated_at", "display_name", "hostname", "state", "id")
 CONSOLE_TAIL = 64 * 1024
@@ -59,13 +60,17 @@ def list_instances(
 def public(session: Session, rows: list[Instance]) -> list[InstancePublic]:
     nics = interfaces_of(session, [r.id for r in rows])
     groups = security_groups.group_ids_of(session, [r.id for r in rows])
+    offline = _offline_hosts(session, {r.host_node_id for r in rows if r.host_node_id})
     result = []
     for row in rows:
         own = nics[row.id]
         first = own[0] if own else None
+        shown = row.model_dump(exclude={"user_data"})
+        if row.host_node_id in offline and row.state not in GONE_STATES and not row.state_reason:
+            shown["state_reason"] = offline[row.host_node_id]
         result.append(
             InstancePublic(
-                **row.model_dump(exclude={"user_data"}),
+                **shown,
                 ip_address=first.ip_address if first else None,
                 mac_address=first.mac_address if first else None,
                 network_id=first.network_id if first else None,
@@ -75,6 +80,23 @@ def public(session: Session, rows: list[Instance]) -> list[InstancePublic]:
             )
         )
     return result
+
+
+def _offline_hosts(session: Session, host_ids: set[str]) -> dict[str, str]:
+    """host id -> what an instance there shows while its host is offline: its state is
+    the last vdc knew, and its work waits for the host."""
+    if not host_ids:
+        return {}
+    rows = session.exec(
+        select(HostNode.id, HostNode.name)
+        .where(col(HostNode.id).in_(host_ids))
+        .where(HostNode.status == HostStatus.offline)
+    ).all()
+    return {
+        host_id: f"host {name} is offline: this is its last known state, and what was asked "
+        "of it waits for the host"
+        for host_id, name in rows
+    }
 
 
 def _size(session: Session, body: InstanceCreate) -> tuple[str | None, int, int, int]:
@@ -102,13 +124,14 @@ def launch(
         else networks.default_network(session, account)
     )
     type_name, cpu_cores, memory_size, root_disk_size = _size(session, body)
-    volumes.root_disk_size(settings, image, root_disk_size)  # refused before placement
     user_data = body.user_data_bytes()  # validated with the body
     ssh_key_id = (
         access.get(session, account, SshKeyPair, body.ssh_key_id).id if body.ssh_key_id else None
     )
     groups = security_groups.groups_for_launch(session, account.id, body.security_group_ids)
     disk_bytes = volumes.launch_disks_size(settings, image, root_disk_size, body.volumes)
+    if body.host_node_id is not None and not account.is_admin:
+        raise Forbidden("only an admin may choose an instance's host (host_node_id)")
     instance_id = new_id("instance")
     with PLACEMENT_LOCK:
         # The account's lock before the host's (choose_host), always in this order.
@@ -121,7 +144,7 @@ def launch(
             memory_mib=memory_size,
             volume_gib=disk_bytes / GIB,
         )
-        host = choose_host(session, settings, cpu_cores, memory_size)
+        host = choose_host(session, settings, cpu_cores, memory_size, body.host_node_id)
         instance = Instance(
             id=instance_id,
             account_id=account.id,
@@ -220,23 +243,24 @@ def force_state(session: Session, instance_id: str, state: InstanceState, reason
     return instance
 
 
-def console_output(settings: Settings, instance: Instance) -> ConsoleOutput:
-    """The serial console as logged on the host (the last 64 KiB)."""
-    path = console_log_path(settings, instance.id)
+def console_output(session: Session, settings: Settings, instance: Instance) -> ConsoleOutput:
+    """The serial console as logged on the instance's host (the last 64 KiB), read through
+    libvirt for a host that is not vdc's own."""
     data, truncated = b"", False
-    if path.exists():
-        with path.open("rb") as handle:
-            size = handle.seek(0, 2)
-            truncated = size > CONSOLE_TAIL
-            handle.seek(max(0, size - CONSOLE_TAIL))
-            data = handle.read()
+    host = session.get(HostNode, instance.host_node_id) if instance.host_node_id else None
+    if host is not None and instance.state != InstanceState.terminated:
+        try:
+            data, truncated = pools.read_console_log(
+                settings, driver_for(host), instance.id, CONSOLE_TAIL
+            )
+        except HypervisorError as error:  # told without the host's URI or address
+            raise HostUnavailable(
+                f"cannot read the console from host {host.name}: "
+                + host_uris.hide_host(str(error), host)
+            ) from error
     return ConsoleOutput(
         instance_id=instance.id, output=data.decode("utf-8", "replace"), truncated=truncated
     )
-
-
-def console_log_path(settings: Settings, instance_id: str) -> Path:
-    return settings.console_dir / f"{instance_id}.log"
 
 
 def _set_state(instance: Instance, state: InstanceState, reason: str = "") -> None:

@@ -10,30 +10,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-import sqlalchemy as sa
-from sqlmodel import col
-
-from app.config import split_bind
-from app.models import HostNode, Image, Instance, Job, Network, NetworkInterface, Volume
+from app.models import HostNode, Instance, Job, Volume
 from app.models.common import utcnow
 from app.models.instance import InstanceState
-from app.models.lookups import interfaces_with_networks
 from app.services import host_uris
-from app.services.compute.instances import console_log_path
-from app.services.hypervisors import driver_for
+from app.services.compute import provision
+from app.services.compute.provision import Loaded
 from app.services.jobs_context import JobContext
-from app.services.network import nwfilters
-from app.services.network.networks import libvirt_name, spec_for
 from app.services.state_changes import compare_and_set
-from app.services.storage import pools, volume_jobs
-from app.services.storage.pools import INSTANCE_POOL, root_volume_name
-from hypervisor.driver import HostDriver
-from hypervisor.specs import DhcpHost, DiskSpec, DomainSpec, InterfaceSpec, VolumeSpec
+from app.services.storage import volume_jobs
 
 log = logging.getLogger("vdc.lifecycle")
-ARCH = {"x86_64": "x86_64", "x86": "i686", "i686": "i686", "aarch64": "aarch64"}
 
 
 def transition(
@@ -47,96 +35,6 @@ def transition(
     return compare_and_set(ctx.engine, Instance, instance_id, expected, new, **fields)
 
 
-@dataclass
-class Loaded:
-    instance: Instance
-    host: HostNode | None
-    image: Image
-    interfaces: list[tuple[NetworkInterface, Network]]
-
-    @property
-    def driver(self) -> HostDriver:
-        assert self.host is not None, "instance has no host"
-        return driver_for(self.host)
-
-
-def load(ctx: JobContext, instance_id: str) -> Loaded | None:
-    with ctx.session() as session:
-        instance = session.get(Instance, instance_id)
-        if instance is None:
-            return None
-        host = session.get(HostNode, instance.host_node_id) if instance.host_node_id else None
-        image = session.get(Image, instance.image_id)
-        assert image is not None
-        return Loaded(instance, host, image, interfaces_with_networks(session, instance_id))
-
-
-def ensure_filters(ctx: JobContext, loaded: Loaded) -> dict[str, str]:
-    """Defines (or updates) each interface's nwfilter; interface id -> filter name."""
-    with ctx.session() as session:
-        specs = nwfilters.filter_specs(session, loaded.instance.id)
-    for _, spec in specs:
-        loaded.driver.ensure_filter(spec)
-    return {nic.id: spec.name for nic, spec in specs}
-
-
-def ensure_running(ctx: JobContext, loaded: Loaded) -> None:
-    """Everything an instance needs on its host, created where missing, then powered on."""
-    settings, instance, driver = ctx.settings, loaded.instance, loaded.driver
-    metadata_port = split_bind(settings.metadata_bind)[1]
-    filter_names = ensure_filters(ctx, loaded)
-    for nic, network in loaded.interfaces:
-        driver.ensure_network(spec_for(network))
-        driver.ensure_metadata_redirect(spec_for(network), metadata_port)
-        driver.add_dhcp_host(
-            libvirt_name(network), DhcpHost(nic.mac_address, nic.ip_address, instance.hostname)
-        )
-    driver.ensure_pool(pools.pool_spec(settings, INSTANCE_POOL))
-    image = loaded.image
-    disk_path = driver.ensure_volume(
-        INSTANCE_POOL,
-        VolumeSpec(
-            name=root_volume_name(instance.id),
-            capacity_bytes=max(image.virtual_size, instance.root_disk_size * 1024**3),
-            backing_path=str(settings.image_dir / image.file_name),
-            backing_format=image.format,
-        ),
-    )
-    interfaces = tuple(
-        InterfaceSpec(
-            mac=nic.mac_address,
-            network=libvirt_name(network),
-            filter=filter_names.get(nic.id),
-            ip=nic.ip_address,
-        )
-        for nic, network in loaded.interfaces
-    )
-    data_disks = [
-        pools.disk_spec(volume, volume_jobs.ensure_on_host(ctx, volume))
-        for volume in volume_jobs.data_volumes_of(ctx, instance.id)
-    ]
-    settings.console_dir.mkdir(parents=True, exist_ok=True)
-    guest = driver.ensure_domain(
-        DomainSpec(
-            name=instance.id,
-            virt_type=driver.virt_type(settings.virt_type),
-            arch=ARCH.get(image.arch, image.arch),
-            vcpus=instance.cpu_cores,
-            memory_mib=instance.memory_size,
-            instance_id=instance.id,
-            account_id=instance.account_id,
-            disks=(DiskSpec(path=disk_path, format="qcow2", target="vda"), *data_disks),
-            interfaces=interfaces,
-            console_log=str(console_log_path(settings, instance.id)),
-        )
-    )
-    # A domain defined earlier gets the volumes attached since (e.g. while it was off), and
-    # the filters of security groups (domains made before vdc had them).
-    driver.ensure_persistent_disks(instance.id, data_disks)
-    driver.ensure_persistent_filters(instance.id, list(interfaces))
-    guest.start()
-
-
 def run_launch(ctx: JobContext, job: Job, loaded: Loaded) -> None:
     if not transition(
         ctx,
@@ -145,7 +43,7 @@ def run_launch(ctx: JobContext, job: Job, loaded: Loaded) -> None:
         InstanceState.starting,
     ):
         return  # terminated (or forced) before the launch ran: nothing to build
-    ensure_running(ctx, loaded)
+    provision.ensure_running(ctx, loaded, job.id)
     volume_jobs.finish_launch(ctx, loaded.instance.id)
     transition(
         ctx,
@@ -160,7 +58,7 @@ def run_launch(ctx: JobContext, job: Job, loaded: Loaded) -> None:
 def run_start(ctx: JobContext, job: Job, loaded: Loaded) -> None:
     if loaded.instance.state != InstanceState.starting:
         return
-    ensure_running(ctx, loaded)
+    provision.ensure_running(ctx, loaded, job.id)
     transition(
         ctx, loaded.instance.id, (InstanceState.starting,), InstanceState.running, state_reason=""
     )
@@ -209,7 +107,8 @@ def run_reboot(ctx: JobContext, job: Job, loaded: Loaded) -> None:
     if guest is not None and guest.is_running():
         guest.reboot()
     else:
-        ensure_running(ctx, loaded)  # it was off after all: a reboot ends with it running
+        # It was off after all: a reboot ends with it running.
+        provision.ensure_running(ctx, loaded, job.id)
     transition(
         ctx, loaded.instance.id, (InstanceState.rebooting,), InstanceState.running, state_reason=""
     )
@@ -223,33 +122,17 @@ def run_filters(ctx: JobContext, job: Job, loaded: Loaded) -> None:
         or loaded.host is None
     ):
         return
-    ensure_filters(ctx, loaded)
+    provision.ensure_filters(ctx, loaded)
 
 
 def run_terminate(ctx: JobContext, job: Job, loaded: Loaded) -> None:
-    """Removes the domain, its disk, its DHCP entries and leases, and its console log."""
-    instance = loaded.instance
-    if instance.state == InstanceState.terminated:
+    """Removes everything the instance had on its host (provision.tear_down)."""
+    if loaded.instance.state == InstanceState.terminated:
         return
-    if loaded.host is not None:
-        driver = loaded.driver
-        driver.undefine(instance.id)
-        driver.delete_volume(INSTANCE_POOL, root_volume_name(instance.id))
-        for nic, network in loaded.interfaces:
-            driver.delete_filter(nwfilters.filter_name(nic))  # the domain using it is gone
-            driver.remove_dhcp_host(libvirt_name(network), nic.mac_address)
-            driver.release_dhcp_lease(
-                libvirt_name(network), DhcpHost(nic.mac_address, nic.ip_address)
-            )
-    volume_jobs.release_on_terminate(ctx, loaded.host, instance.id)
-    with ctx.session() as session:
-        for nic, _ in loaded.interfaces:
-            session.exec(sa.delete(NetworkInterface).where(col(NetworkInterface.id) == nic.id))
-        session.commit()
-    console_log_path(ctx.settings, instance.id).unlink(missing_ok=True)
+    provision.tear_down(ctx, loaded)
     transition(
         ctx,
-        instance.id,
+        loaded.instance.id,
         tuple(s for s in InstanceState if s != InstanceState.terminated),
         InstanceState.terminated,
         terminated_at=utcnow(),
@@ -274,7 +157,7 @@ def run(ctx: JobContext, job: Job) -> None:
         return
     if job.instance_id is None or job.kind not in HANDLERS:
         raise ValueError(f"job {job.id}: unknown kind {job.kind!r}")
-    loaded = load(ctx, job.instance_id)
+    loaded = provision.load(ctx, job.instance_id)
     if loaded is None:
         log.warning("job %s: instance %s no longer exists", job.id, job.instance_id)
         return

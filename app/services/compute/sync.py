@@ -17,6 +17,7 @@ from app.services.compute.lifecycle import transition
 from app.services.hosts import check_host
 from app.services.hypervisors import driver_for
 from app.services.jobs_context import JobContext
+from app.services.storage import image_copies
 from hypervisor.errors import HypervisorError
 
 log = logging.getLogger("vdc.sync")
@@ -29,6 +30,8 @@ def sync_all(ctx: JobContext) -> None:
     for host in online:
         try:
             sync_host(ctx, host)
+            with ctx.session() as session:
+                image_copies.remove_leftovers(session, host)  # of images deleted meanwhile
         except HypervisorError as error:
             log.warning("sync of host %s failed: %s", host.name, error)
 
@@ -61,6 +64,15 @@ def sync_host(ctx: JobContext, host: HostNode) -> None:
                 (instance.state,),
                 InstanceState.error,
                 state_reason=f"its domain is missing on host {host.name}",
+            )
+        elif instance.state == InstanceState.running and domain.stopped_by_fault:
+            transition(
+                ctx,
+                instance.id,
+                (InstanceState.running,),
+                InstanceState.error,
+                state_reason=f"qemu stopped the guest on host {host.name} (a KVM internal "
+                "error or a disk I/O error; the host's qemu log says which)",
             )
         elif instance.state == InstanceState.running and domain.state in ("shutoff", "crashed"):
             reason = (

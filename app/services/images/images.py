@@ -25,6 +25,7 @@ from app.services.identity.accounts import get_account
 from app.services.images import disk_images
 from app.services.images.disk_images import DiskInfo, ProgressCallback
 from app.services.listing import PageRequest
+from app.services.storage import image_copies
 
 SORTABLE = ("created_at", "updated_at", "display_name", "virtual_size", "file_size", "id")
 PARTIAL_PREFIX = ".partial-"
@@ -255,6 +256,8 @@ def delete_image(session: Session, settings: Settings, account: Account, image_i
     image = _owned(session, account, image_id)
     _refuse_if_in_use(session, image)
     path = settings.image_dir / image.file_name
+    # Its copies on other hosts go too (those whose host is down, once it is back).
+    image_copies.forget_image(session, image.id)
     session.delete(image)
     session.commit()
     # The row goes first: a file without a row is a leak the doctor can find, a row without

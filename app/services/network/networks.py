@@ -18,6 +18,8 @@ from hypervisor.errors import HypervisorError
 from hypervisor.specs import NetworkSpec
 
 SORTABLE = ("created_at", "name", "id", "cidr")
+FIRST_VNI = 1000  # VXLAN segment ids of vdc networks count up from here
+MTU = 1450  # a 1500-byte underlay less VXLAN's 50 bytes: guests on every host use this
 
 
 def libvirt_name(network: Network) -> str:
@@ -92,6 +94,7 @@ def create_network(session: Session, body: NetworkCreate) -> Network:
         is_default=body.is_default,
         account_id=body.account_id,
         bridge="vdc" + network_id.removeprefix("nw-"),  # 11 characters: fits IFNAMSIZ
+        vni=(session.scalar(sa.select(sa.func.max(Network.vni))) or FIRST_VNI - 1) + 1,
     )
     if body.is_default:
         _clear_default(session)

@@ -19,7 +19,7 @@ from app.models.volume import VolumeState
 from app.services.hypervisors import driver_for
 from app.services.jobs_context import JobContext
 from app.services.state_changes import compare_and_set
-from app.services.storage import pools
+from app.services.storage import image_copies, pools
 
 log = logging.getLogger("vdc.volumes")
 
@@ -57,7 +57,9 @@ def _host_and_image(ctx: JobContext, volume: Volume) -> tuple[HostNode, Image | 
 
 def ensure_on_host(ctx: JobContext, volume: Volume) -> str:
     host, image = _host_and_image(ctx, volume)
-    return pools.ensure_on_host(ctx.settings, driver_for(host), volume, image)
+    # A volume made from an image is an overlay on the host's copy of it.
+    image_path = image_copies.ensure_copy(ctx, host, image, owner=volume.id) if image else None
+    return pools.ensure_on_host(ctx.settings, driver_for(host), volume, image, image_path)
 
 
 def run_create(ctx: JobContext, job: Job, volume: Volume) -> None:

@@ -1,0 +1,144 @@
+"""What an instance needs on its host, made there (ensure_running) and taken away again
+(tear_down), for a guest on any host: its filters, its network segment and DHCP entry,
+the host's copy of its image, its disks, its console log and its domain.
+
+Every step is idempotent (ensure_*, delete-if-present), so a job cut short by a crash is
+simply run again from the top.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlmodel import col
+
+from app.models import HostNode, Image, Instance, Network, NetworkInterface
+from app.models.lookups import interfaces_with_networks
+from app.services.hypervisors import driver_for
+from app.services.jobs_context import JobContext
+from app.services.network import fabric, nwfilters
+from app.services.storage import image_copies, pools, volume_jobs
+from app.services.storage.pools import CONSOLE_POOL, INSTANCE_POOL, root_volume_name
+from hypervisor.driver import HostDriver
+from hypervisor.specs import DhcpHost, DiskSpec, DomainSpec, InterfaceSpec, VolumeSpec
+
+ARCH = {"x86_64": "x86_64", "x86": "i686", "i686": "i686", "aarch64": "aarch64"}
+
+
+@dataclass
+class Loaded:
+    instance: Instance
+    host: HostNode | None
+    image: Image
+    interfaces: list[tuple[NetworkInterface, Network]]
+
+    @property
+    def driver(self) -> HostDriver:
+        assert self.host is not None, "instance has no host"
+        return driver_for(self.host)
+
+
+def load(ctx: JobContext, instance_id: str) -> Loaded | None:
+    with ctx.session() as session:
+        instance = session.get(Instance, instance_id)
+        if instance is None:
+            return None
+        host = session.get(HostNode, instance.host_node_id) if instance.host_node_id else None
+        image = session.get(Image, instance.image_id)
+        assert image is not None
+        return Loaded(instance, host, image, interfaces_with_networks(session, instance_id))
+
+
+def ensure_filters(ctx: JobContext, loaded: Loaded) -> dict[str, str]:
+    """Defines (or updates) each interface's nwfilter; interface id -> filter name."""
+    with ctx.session() as session:
+        specs = nwfilters.filter_specs(session, loaded.instance.id)
+    for _, spec in specs:
+        loaded.driver.ensure_filter(spec)
+    return {nic.id: spec.name for nic, spec in specs}
+
+
+def ensure_running(ctx: JobContext, loaded: Loaded, owner: str) -> None:
+    """Everything an instance needs on its host, created where missing, then powered on.
+    `owner` names the job, which may hold the upload of the image to the host."""
+    settings, instance, driver = ctx.settings, loaded.instance, loaded.driver
+    assert loaded.host is not None
+    filter_names = ensure_filters(ctx, loaded)
+    interfaces = []
+    for nic, network in loaded.interfaces:
+        wanted = InterfaceSpec(
+            mac=nic.mac_address, filter=filter_names.get(nic.id), ip=nic.ip_address
+        )
+        interfaces.append(fabric.attach(ctx, network, loaded.host, wanted))
+        entry = DhcpHost(nic.mac_address, nic.ip_address, instance.hostname)
+        fabric.add_dhcp_entry(ctx, network, loaded.host, entry)
+    image = loaded.image
+    image_path = image_copies.ensure_copy(ctx, loaded.host, image, owner)
+    driver.ensure_pool(pools.pool_spec(settings, INSTANCE_POOL))
+    disk_path = driver.ensure_volume(
+        INSTANCE_POOL,
+        VolumeSpec(
+            name=root_volume_name(instance.id),
+            capacity_bytes=max(image.virtual_size, instance.root_disk_size * 1024**3),
+            backing_path=image_path,
+            backing_format=image.format,
+        ),
+    )
+    data_disks = [
+        pools.disk_spec(volume, volume_jobs.ensure_on_host(ctx, volume))
+        for volume in volume_jobs.data_volumes_of(ctx, instance.id)
+    ]
+    driver.ensure_pool(pools.pool_spec(settings, CONSOLE_POOL))  # virtlogd writes the log there
+    guest = driver.ensure_domain(
+        DomainSpec(
+            name=instance.id,
+            virt_type=virt_type(ctx, loaded.host, driver),
+            arch=ARCH.get(image.arch, image.arch),
+            vcpus=instance.cpu_cores,
+            memory_mib=instance.memory_size,
+            instance_id=instance.id,
+            account_id=instance.account_id,
+            disks=(DiskSpec(path=disk_path, format="qcow2", target="vda"), *data_disks),
+            interfaces=tuple(interfaces),
+            console_log=pools.console_log(settings, instance.id),
+        )
+    )
+    # A domain defined earlier gets the volumes attached since (e.g. while it was off), and
+    # the filters of security groups (domains made before vdc had them).
+    driver.ensure_persistent_disks(instance.id, data_disks)
+    driver.ensure_persistent_filters(instance.id, interfaces)
+    guest.start()
+
+
+def virt_type(ctx: JobContext, host: HostNode, driver: HostDriver) -> str:
+    """kvm or qemu as VDC_VIRT_TYPE says; with `auto`, what booting a probe guest on the host
+    found (hosts probed before vdc did that: what libvirt reports)."""
+    if driver.is_test():
+        return "test"
+    if ctx.settings.virt_type != "auto":
+        return ctx.settings.virt_type
+    return host.virt_type or driver.virt_type("auto")
+
+
+def tear_down(ctx: JobContext, loaded: Loaded) -> None:
+    """Removes the domain, its root disk, its filters, DHCP entries and leases, and its
+    console log; then the interfaces' rows, and the host's segments no guest uses now."""
+    instance = loaded.instance
+    if loaded.host is not None:
+        driver = loaded.driver
+        driver.undefine(instance.id)
+        driver.delete_volume(INSTANCE_POOL, root_volume_name(instance.id))
+        pools.delete_console_log(ctx.settings, driver, instance.id)
+        for nic, network in loaded.interfaces:
+            driver.delete_filter(nwfilters.filter_name(nic))  # the domain using it is gone
+            entry = DhcpHost(nic.mac_address, nic.ip_address)
+            fabric.remove_dhcp_entry(ctx, network, loaded.host, entry)
+    volume_jobs.release_on_terminate(ctx, loaded.host, instance.id)
+    with ctx.session() as session:
+        for nic, _ in loaded.interfaces:
+            session.exec(sa.delete(NetworkInterface).where(col(NetworkInterface.id) == nic.id))
+        session.commit()
+    if loaded.host is not None:
+        for network in {network.id: network for _, network in loaded.interfaces}.values():
+            fabric.detach(ctx, network, loaded.host)
