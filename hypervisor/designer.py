@@ -184,8 +184,24 @@ def nwfilter(spec: FilterSpec) -> NwFilter:
     """One interface's filter: clean-traffic, no DHCP server in the guest (only the
     network's own dnsmasq hands out addresses), every outbound conversation, inbound only
     what the security group rules accept."""
+    dhcp = (
+        # From the network node's dnsmasq, bridged in from another host: the request went
+        # to the broadcast address, so the answer is no reply conntrack would recognise.
+        FilterRule(
+            "accept",
+            "in",
+            "udp",
+            _GROUP_RULE_PRIORITY,
+            srcipaddr=spec.dhcp_server,
+            srcportstart=67,
+            srcportend=67,
+            dstportstart=68,
+            dstportend=68,
+        ),
+    )
     rules = (
         FilterRule("drop", "out", "udp", _NO_DHCP_SERVER_PRIORITY, srcportstart=67, srcportend=67),
+        *(dhcp if spec.dhcp_server else ()),
         *(_group_rule(rule) for rule in spec.rules),
         # Outbound is open (the metadata service, DNS, updates); replies come back in.
         FilterRule("accept", "out", "all", _OUTBOUND_PRIORITY),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from hypervisor.errors import HypervisorError
 from hypervisor.host_shell import HostShell
 from hypervisor.specs import SegmentSpec
 
@@ -31,6 +32,15 @@ class SegmentSteps:
         self.shell = shell
 
     def ensure(self, spec: SegmentSpec) -> None:
+        """Makes the host's segment as `spec` says. Another job (or another vdc replica)
+        may be doing the same at the same moment: if a step finds its link made by the
+        other meanwhile, it looks again and goes on from there."""
+        try:
+            self._ensure(spec)
+        except HypervisorError:
+            self._ensure(spec)
+
+    def _ensure(self, spec: SegmentSpec) -> None:
         links = self._links()
         commands: list[str] = []
         if spec.own_bridge and spec.bridge not in links:

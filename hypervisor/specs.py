@@ -78,6 +78,9 @@ class FilterSpec:
 
     name: str  # e.g. "vdc-vif-4kx9a0qz"
     rules: tuple[FilterRuleSpec, ...] = ()
+    # The network's DHCP server (its gateway): its answers reach a guest on another host
+    # across the bridge, so they are let in by name, not only as a local conversation.
+    dhcp_server: str | None = None
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ class StreamSteps(Host):
             with contextlib.suppress(libvirt.libvirtError):  # the host may be gone too
                 volume.delete(0)
             raise
-        landed = volume.info()[1]  # capacity: a raw volume's is its file size
+        landed = _file_size(volume)
         if landed != size:
             volume.delete(0)
             raise libvirt.libvirtError(f"upload of {name} left {landed} bytes, not {size}")
@@ -88,7 +88,7 @@ class StreamSteps(Host):
             volume = self._volume(pool_name, name)
         if volume is None:
             return b"", False
-        size = volume.info()[1]
+        size = _file_size(volume)
         offset = max(0, size - most)
         stream = self._conn().newStream(0)
         received: list[bytes] = []
@@ -106,6 +106,12 @@ class StreamSteps(Host):
             raise
         data = b"".join(received)
         return data[-most:], offset > 0 or len(data) > most
+
+
+def _file_size(volume: libvirt.virStorageVol) -> int:
+    """The file's own size. Not the capacity: libvirt looks into what it received, and a
+    qcow2's capacity is its virtual size. With GET_PHYSICAL, the third field is the size."""
+    return int(volume.infoFlags(libvirt.VIR_STORAGE_VOL_GET_PHYSICAL)[2])
 
 
 def _abort(stream: libvirt.virStream) -> None:

@@ -7,10 +7,13 @@ set -euo pipefail
 # libvirt-daemon-config-nwfilter brings clean-traffic and the other filters vdc's security
 # group filters build on; iptables brings ebtables-nft, which libvirt's nwfilter runs.
 # libguestfs-tools: `vdc-manage image prepare` edits images offline with guestfish.
+# syslinux, mtools, dosfstools, fdisk: the disk of the guest that probes whether KVM works.
+# openssh-client: the bridge and VXLAN steps on other hosts run over ssh.
 packages=(
   qemu-utils qemu-system-x86 libvirt-daemon-system libvirt-daemon-config-nwfilter
   libvirt-clients libvirt-dev pkg-config dnsmasq-base dnsmasq-utils iptables gcc
   python3-dev python3-venv iproute2 util-linux libguestfs-tools
+  syslinux syslinux-common mtools dosfstools fdisk openssh-client
 )
 # libguestfs boots its appliance with the host's kernel; a container has none in /boot.
 if ! compgen -G "/boot/vmlinuz-*" >/dev/null; then

@@ -17,15 +17,18 @@ from dataclasses import dataclass
 from sqlmodel import Session, col, select
 
 from app.config import Settings
-from app.models import HostNode, Image, Instance, Network, NetworkInterface, Volume
+from app.models import HostNode, Image, ImageCopy, Instance, Network, NetworkInterface, Volume
+from app.models.image_copy import CopyState
 from app.models.instance import InstanceState
 from app.models.volume import VolumeState
-from app.services.hypervisors import driver_for
-from app.services.network import nwfilters
+from app.services.compute.probe_disk import NAME as PROBE_DISK
+from app.services.hypervisors import driver_for, shell_for
+from app.services.network import fabric, nwfilters
 from app.services.network.networks import libvirt_name
 from app.services.storage import pools
 from hypervisor.driver import HostDriver
 from hypervisor.errors import HypervisorError
+from hypervisor.segments import SegmentSteps
 
 SETTLED_INSTANCE = (InstanceState.running, InstanceState.stopped)
 SETTLED_VOLUME = (VolumeState.available, VolumeState.attached)
@@ -43,7 +46,12 @@ def examine(session: Session, settings: Settings) -> list[Finding]:
     found: list[Finding] = []
     for host in session.exec(select(HostNode).order_by(col(HostNode.name))):
         try:
-            found.extend(_examine_host(session, host, driver_for(host)))
+            driver = driver_for(host)
+            found.extend(_examine_host(session, host, driver))
+            if not pools.keeps_files_here(driver):
+                found.extend(_examine_image_copies(session, host, driver))
+            if not driver.is_test():
+                found.extend(_examine_segments(session, settings, host))
         except HypervisorError as error:
             found.append(Finding(host.name, "host", host.uri, f"cannot examine: {error}"))
     found.extend(_examine_data_dir(session, settings))
@@ -77,12 +85,19 @@ def _examine_host(session: Session, host: HostNode, driver: HostDriver) -> list[
         ]
 
     nics = _interfaces(session, live)
+    # DHCP entries live on the host that serves the network: the network node, for the
+    # guests of every host (network/fabric.py), or each host for its own.
+    node = fabric.network_node(session)
+    served = _interfaces(session, _live(session)) if node and node.id == host.id else nics
+    settled_everywhere = {
+        i.id for i in _live(session).values() if i.state in SETTLED_INSTANCE
+    } | settled
     for network_name in driver.list_networks():
-        wanted = {nic.mac_address for nic, net in nics if libvirt_name(net) == network_name}
+        wanted = {nic.mac_address for nic, net in served if libvirt_name(net) == network_name}
         settled_macs = {
             nic.mac_address
-            for nic, net in nics
-            if libvirt_name(net) == network_name and nic.instance_id in settled
+            for nic, net in served
+            if libvirt_name(net) == network_name and nic.instance_id in settled_everywhere
         }
         entries = {entry.mac for entry in driver.dhcp_hosts(network_name)}
         found += [
@@ -112,6 +127,67 @@ def _examine_host(session: Session, host: HostNode, driver: HostDriver) -> list[
             for f in sorted(settled_filters - present_filters)
         ]
     return found
+
+
+def _examine_image_copies(session: Session, host: HostNode, driver: HostDriver) -> list[Finding]:
+    """The host's image pool against the copies vdc recorded there."""
+    copies = session.exec(select(ImageCopy).where(ImageCopy.host_node_id == host.id)).all()
+    recorded = {copy.volume for copy in copies if copy.state != CopyState.failed}
+    available = {copy.volume for copy in copies if copy.state == CopyState.available}
+    present = set(driver.list_volumes(pools.IMAGE_POOL)) - {PROBE_DISK}
+    return [
+        Finding(host.name, "image copy", f"{pools.IMAGE_POOL}/{name}", "orphan")
+        for name in sorted(present - recorded)
+    ] + [
+        Finding(host.name, "image copy", f"{pools.IMAGE_POOL}/{name}", "missing")
+        for name in sorted(available - present)
+    ]
+
+
+def _examine_segments(session: Session, settings: Settings, host: HostNode) -> list[Finding]:
+    """The host's bridges, VXLAN ports and flood entries against its networks' members."""
+    node = fabric.network_node(session)
+    if node is None:
+        return []
+    wanted: dict[str, tuple[str, ...]] = {}  # VXLAN port -> its peers' addresses
+    own_bridges: set[str] = set()
+    for network in session.exec(select(Network)):
+        members = fabric.members(session, network, node)
+        if host.id not in {m.id for m in members} or len(members) < 2:
+            continue
+        segment = fabric.segment(network, host, members, node)
+        wanted[segment.vxlan] = segment.peers
+        if segment.own_bridge:
+            own_bridges.add(segment.bridge)
+    state = SegmentSteps(shell_for(settings, host)).state()
+    found = [
+        Finding(host.name, "vxlan port", name, "orphan")
+        for name in sorted(set(state.vxlans) - set(wanted))
+    ] + [
+        Finding(host.name, "vxlan port", name, "missing")
+        for name in sorted(set(wanted) - set(state.vxlans))
+    ]
+    if host.id != node.id:  # the network node's bridges are libvirt's networks'
+        found += [
+            Finding(host.name, "bridge", name, "orphan")
+            for name in sorted(set(state.bridges) - own_bridges)
+        ]
+    for port in sorted(set(wanted) & set(state.vxlans)):
+        have, want = set(state.vxlans[port]), set(wanted[port])
+        found += [
+            Finding(host.name, "flood entry", f"{port}/{ip}", "orphan")
+            for ip in sorted(have - want)
+        ]
+        found += [
+            Finding(host.name, "flood entry", f"{port}/{ip}", "missing")
+            for ip in sorted(want - have)
+        ]
+    return found
+
+
+def _live(session: Session) -> dict[str, Instance]:
+    rows = session.exec(select(Instance).where(col(Instance.state) != InstanceState.terminated))
+    return {instance.id: instance for instance in rows}
 
 
 def _expected_volumes(

@@ -14,6 +14,7 @@ network's services itself, as a one-host data center does.
 
 from __future__ import annotations
 
+import threading
 from urllib.parse import urlsplit
 
 from sqlmodel import Session, col, select
@@ -83,8 +84,25 @@ def detach(ctx: JobContext, network: Network, host: HostNode) -> None:
     if node is None or still_there or host.id == node.id:
         converge(ctx, network)
         return
-    SegmentSteps(shell_for(ctx.settings, host)).remove(_segment(network, host, (), own=True))
+    with _host_lock(host.id):
+        SegmentSteps(shell_for(ctx.settings, host)).remove(_segment(network, host, (), own=True))
     converge(ctx, network)
+
+
+def members(
+    session: Session, network: Network, node: HostNode, joining: HostNode | None = None
+) -> list[HostNode]:
+    """The hosts on the network's segment: those with a guest on it, and the network node."""
+    ids = _guest_hosts(session, network.id) | {node.id}
+    if joining is not None:
+        ids.add(joining.id)
+    return list(session.exec(select(HostNode).where(col(HostNode.id).in_(ids))))
+
+
+def segment(network: Network, host: HostNode, hosts: list[HostNode], node: HostNode) -> SegmentSpec:
+    """The host's part of the network's segment among `hosts` (its members)."""
+    peers = tuple(sorted(m.tunnel_ip for m in hosts if m.id != host.id))
+    return _segment(network, host, peers, own=host.id != node.id)
 
 
 def converge(ctx: JobContext, network: Network, joining: HostNode | None = None) -> None:
@@ -93,30 +111,37 @@ def converge(ctx: JobContext, network: Network, joining: HostNode | None = None)
         node = network_node(session)
         if node is None:
             return  # every host serves its own copy of the network: nothing to join
-        ids = _guest_hosts(session, network.id) | {node.id}
-        if joining is not None:
-            ids.add(joining.id)
-        members = list(session.exec(select(HostNode).where(col(HostNode.id).in_(ids))))
-    if len(members) < 2:  # a segment of one host: no VXLAN port (it may have had one)
+        hosts = members(session, network, node, joining)
+    if len(hosts) < 2:  # a segment of one host: no VXLAN port (it may have had one)
         _remove_port(ctx, network, node)
         return
-    for member in members:
+    for member in hosts:
         if not member.tunnel_ip:
             raise Conflict(
                 f"host {member.name} has no tunnel address, so network {network.id} cannot "
                 f"reach it from the other hosts: vdc-manage host update {member.name} "
                 "--tunnel-ip ADDRESS"
             )
-    for member in members:
-        peers = tuple(sorted(m.tunnel_ip for m in members if m.id != member.id))
+    for member in hosts:
         steps = SegmentSteps(shell_for(ctx.settings, member))
-        steps.ensure(_segment(network, member, peers, own=member.id != node.id))
+        with _host_lock(member.id):  # this process's jobs, one at a time per host
+            steps.ensure(segment(network, member, hosts, node))
 
 
 def _remove_port(ctx: JobContext, network: Network, node: HostNode) -> None:
     if node.tunnel_ip:
         segment = _segment(network, node, (), own=False)
-        SegmentSteps(shell_for(ctx.settings, node)).remove(segment)
+        with _host_lock(node.id):
+            SegmentSteps(shell_for(ctx.settings, node)).remove(segment)
+
+
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_LOCK = threading.Lock()
+
+
+def _host_lock(host_id: str) -> threading.Lock:
+    with _LOCKS_LOCK:
+        return _LOCKS.setdefault(host_id, threading.Lock())
 
 
 def _segment(network: Network, host: HostNode, peers: tuple[str, ...], own: bool) -> SegmentSpec:

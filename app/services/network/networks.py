@@ -38,6 +38,7 @@ def spec_for(network: Network) -> NetworkSpec:
         dns_servers=tuple(s for s in network.dns_servers.split(",") if s),
         domain=network.domain or None,
         forward="nat",
+        mtu=MTU,
     )
 
 

@@ -19,8 +19,8 @@ def filter_name(interface: NetworkInterface) -> str:
 def filter_specs(session: Session, instance_id: str) -> list[tuple[NetworkInterface, FilterSpec]]:
     rules = inbound_rules(session, instance_id)
     return [
-        (nic, FilterSpec(name=filter_name(nic), rules=rules))
-        for nic, _ in interfaces_with_networks(session, instance_id)
+        (nic, FilterSpec(name=filter_name(nic), rules=rules, dhcp_server=network.gateway))
+        for nic, network in interfaces_with_networks(session, instance_id)
     ]
 
 
