@@ -331,7 +331,8 @@ def make_env(run_dir: Path) -> dict[str, str]:
         # The namespace's libvirtd has its socket in the run folder: the host URI names it.
         "VDC_HOST_URI_PARAMS": "socket",
         "VDC_METADATA_BIND": "0.0.0.0:8775",  # inside the namespace; guests reach it by DNAT
-        "VDC_VIRT_TYPE": "qemu",
+        # As the README says: vdc boots a probe guest on each host and uses KVM where it works.
+        "VDC_VIRT_TYPE": "auto",
         "VDC_SYNC_INTERVAL": "1",
         "VDC_STOP_TIMEOUT": "30",
     }

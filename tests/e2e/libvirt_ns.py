@@ -36,16 +36,14 @@ for dir in /run/libvirt /var/lib/libvirt /var/log/libvirt; do
 done
 mount --bind "$run/etc-libvirt" /etc/libvirt
 mount --bind "$cache" /var/cache/libvirt
-if [ -e /dev/kvm ]; then mount --bind "$no_kvm" /dev/kvm; fi
+if [ -n "$no_kvm" ] && [ -e /dev/kvm ]; then mount --bind "$no_kvm" /dev/kvm; fi
 virtlogd --daemon --pid-file "$run/virtlogd.pid"
 exec libvirtd --pid-file "$run/libvirtd.pid"
 """
 
 QEMU_CONF = """\
 # e2e: guests run as Debian's libvirt-qemu user (libvirt hands it the disks, as on a real
-# host), with no per-guest mount namespace and no security labels. That user cannot open
-# the root-only file bound over /dev/kvm, so libvirt never probes KVM (root could, and
-# libvirt would then re-probe qemu at every domain definition).
+# host), with no per-guest mount namespace and no security labels.
 security_driver = "none"
 namespaces = [ ]
 """
@@ -68,12 +66,16 @@ class LibvirtNamespace:
         name: str = "",
         own_socket: bool = True,
         hide: tuple[Path, ...] = (),
+        kvm: bool = True,
     ) -> None:
         self.run_dir = run_dir
         self.cache_dir = cache_dir
         self.name = name or f"vdc-e2e-{uuid.uuid4().hex[:8]}"
         self.own_socket = own_socket
         self.hide = hide
+        # Where /dev/kvm opens, guests may run under KVM: vdc boots a probe guest to find
+        # out whether they really can (on the development machines they cannot).
+        self.kvm = kvm
         self.socket = run_dir / "sock" / "libvirt-sock"
         self._libvirtd: subprocess.Popen[bytes] | None = None
         self._log = run_dir / "libvirtd.log"
@@ -117,7 +119,7 @@ class LibvirtNamespace:
                     str(script),
                     str(self.run_dir),
                     str(self.cache_dir),
-                    str(self.cache_dir.parent / "no-kvm"),
+                    "" if self.kvm else str(self.cache_dir.parent / "no-kvm"),
                     *map(str, self.hide),
                 ),
                 stdout=log,

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from tests.conftest import Keys, bearer
@@ -77,6 +76,7 @@ ADMIN_ONLY: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/api/v1/host_nodes/{host}", None),
     ("PATCH", "/api/v1/host_nodes/{host}", {"enabled": False}),
     ("DELETE", "/api/v1/host_nodes/{host}", None),
+    ("POST", "/api/v1/host_nodes/{host}/probe", None),
     ("POST", "/api/v1/networks", {"name": "n", "cidr": "10.99.0.0/24"}),
     ("PATCH", "/api/v1/networks/{network}", {"domain": "evil"}),
     ("DELETE", "/api/v1/networks/{network}", None),
@@ -222,17 +222,22 @@ def test_user_keys_get_403_from_admin_routes(cloud: Cloud, world: dict[str, str]
 
 
 def test_every_resource_route_is_in_the_matrix(client: TestClient) -> None:
+    """Read from the OpenAPI document: FastAPI's app.routes holds included routers, not
+    routes, in newer versions (walking it found nothing, and this test could not fail)."""
     covered = {(m, p) for m, p, _ in CROSS_ACCOUNT + ADMIN_ONLY}
     normalized = {(m, re.sub(r"\{\w+\}", "{}", p)) for m, p in covered | NOT_CROSS_ACCOUNT}
-    missing = []
-    for route in client.app.routes:
-        if not isinstance(route, APIRoute) or not route.path.startswith("/api/v1/"):
-            continue
-        if "{" not in route.path:
-            continue
-        for method in route.methods:
-            if (method, re.sub(r"\{\w+\}", "{}", route.path)) not in normalized:
-                missing.append(f"{method} {route.path}")
+    routes = [
+        (method.upper(), path)
+        for path, operations in client.app.openapi()["paths"].items()  # type: ignore[attr-defined]
+        for method in operations
+        if path.startswith("/api/v1/") and "{" in path
+    ]
+    assert len(routes) > 30  # the reading itself works
+    missing = [
+        f"{method} {path}"
+        for method, path in routes
+        if (method, re.sub(r"\{\w+\}", "{}", path)) not in normalized
+    ]
     assert missing == []
 
 

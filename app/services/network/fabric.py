@@ -78,15 +78,7 @@ def remove_dhcp_entry(ctx: JobContext, network: Network, host: HostNode, entry: 
 def detach(ctx: JobContext, network: Network, host: HostNode) -> None:
     """After a guest's NIC left `network` on `host`: if it was the host's last guest there,
     the host's bridge and VXLAN port go, and the other members forget the host."""
-    with ctx.session() as session:
-        node = network_node(session)
-        still_there = host.id in _guest_hosts(session, network.id)
-    if node is None or still_there or host.id == node.id:
-        converge(ctx, network)
-        return
-    with _host_lock(host.id):
-        SegmentSteps(shell_for(ctx.settings, host)).remove(_segment(network, host, (), own=True))
-    converge(ctx, network)
+    converge(ctx, network, leaving=host)
 
 
 def members(
@@ -105,34 +97,47 @@ def segment(network: Network, host: HostNode, hosts: list[HostNode], node: HostN
     return _segment(network, host, peers, own=host.id != node.id)
 
 
-def converge(ctx: JobContext, network: Network, joining: HostNode | None = None) -> None:
-    """Sets every member's segment (bridge, VXLAN port, flood entries to all the others)."""
+def converge(
+    ctx: JobContext,
+    network: Network,
+    joining: HostNode | None = None,
+    leaving: HostNode | None = None,
+) -> None:
+    """Brings every member's segment (bridge, VXLAN port, flood entries to all the others),
+    and a host that left, in line with who is on the network now.
+
+    Jobs of several guests run this at once. Each host is settled under its lock with the
+    membership read under that lock, so whichever job comes last acts on the newest state
+    (a job's earlier reading never undoes a later change)."""
     with ctx.session() as session:
         node = network_node(session)
         if node is None:
             return  # every host serves its own copy of the network: nothing to join
-        hosts = members(session, network, node, joining)
-    if len(hosts) < 2:  # a segment of one host: no VXLAN port (it may have had one)
-        _remove_port(ctx, network, node)
-        return
-    for member in hosts:
-        if not member.tunnel_ip:
-            raise Conflict(
-                f"host {member.name} has no tunnel address, so network {network.id} cannot "
-                f"reach it from the other hosts: vdc-manage host update {member.name} "
-                "--tunnel-ip ADDRESS"
-            )
-    for member in hosts:
-        steps = SegmentSteps(shell_for(ctx.settings, member))
-        with _host_lock(member.id):  # this process's jobs, one at a time per host
-            steps.ensure(segment(network, member, hosts, node))
+        targets = {h.id: h for h in members(session, network, node, joining)}
+    if leaving is not None:
+        targets.setdefault(leaving.id, leaving)
+    for host in targets.values():
+        with _host_lock(host.id):
+            with ctx.session() as session:
+                current = members(session, network, node, joining)
+            _settle(ctx, network, host, node, current)
 
 
-def _remove_port(ctx: JobContext, network: Network, node: HostNode) -> None:
-    if node.tunnel_ip:
-        segment = _segment(network, node, (), own=False)
-        with _host_lock(node.id):
-            SegmentSteps(shell_for(ctx.settings, node)).remove(segment)
+def _settle(
+    ctx: JobContext, network: Network, host: HostNode, node: HostNode, hosts: list[HostNode]
+) -> None:
+    steps = SegmentSteps(shell_for(ctx.settings, host))
+    if host.id in {h.id for h in hosts} and len(hosts) > 1:
+        for member in hosts:
+            if not member.tunnel_ip:
+                raise Conflict(
+                    f"host {member.name} has no tunnel address, so network {network.id} "
+                    f"cannot reach it from the other hosts: vdc-manage host update "
+                    f"{member.name} --tunnel-ip ADDRESS"
+                )
+        steps.ensure(segment(network, host, hosts, node))
+    elif host.id != node.id or host.tunnel_ip:  # (a lone network node never had a port)
+        steps.remove(_segment(network, host, (), own=host.id != node.id))
 
 
 _LOCKS: dict[str, threading.Lock] = {}
