@@ -37,6 +37,14 @@ class Settings(BaseSettings):
     metadata_max_connections_per_source: int = Field(
         default=16, ge=1, description="Open metadata connections from one address (one guest)"
     )
+    metadata_rate: float = Field(
+        default=200.0,
+        ge=0,
+        description="Metadata requests a second one instance may make past its burst (0: any)",
+    )
+    metadata_burst: float = Field(
+        default=1000.0, ge=1, description="Metadata requests one instance may make at once"
+    )
     metadata_header_timeout: float = Field(
         default=5.0,
         gt=0,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 SIGNATURE_HEADER = "x-instance-id-signature"
@@ -39,7 +40,9 @@ def sign(secret: bytes, instance_id: str) -> str:
     return hmac.new(secret, instance_id.encode(), hashlib.sha256).hexdigest()
 
 
-def signed_forward(headers: dict[str, str], proxy_secret: bytes | None) -> tuple[str, str] | None:
+def signed_forward(
+    headers: Mapping[str, str], proxy_secret: bytes | None
+) -> tuple[str, str] | None:
     """(instance id, forwarded address) when a proxy vouched for the request, else None."""
     if not proxy_secret:
         return None

@@ -195,6 +195,12 @@ def render(tree: Tree, path: str) -> Answer:
     return Answer(200, node.encode(), content_type)
 
 
+def version_root(tree: Tree) -> Answer:
+    """`GET /latest/`: EC2 lists `dynamic`, `meta-data`, `user-data` without the trailing
+    slash every directory further down has."""
+    return Answer(200, "\n".join(sorted(tree)).encode())
+
+
 def _by_index(directory: Tree, part: str) -> Tree | str | bytes | None:
     """public-keys/0/ is the entry listed as `0=name`."""
     if part.isdigit():

@@ -13,11 +13,10 @@ from app.cli.common import require_migrated, run_cli
 from app.config import Settings, split_bind
 from app.db import engine_for, session_scope
 from app.listeners import run_listeners
+from app.metadata_process import MetadataProcess
 from app.migrations import current_revision, head_revision, upgrade
 from app.services.identity import accounts
 from app.services.images import images
-from metadata.app import create_metadata_app
-from metadata.limits import ConnectionLimits, guarded, http_protocol
 
 cli = typer.Typer(help="The vdc control plane server.", no_args_is_help=True, add_completion=False)
 
@@ -66,31 +65,13 @@ def serve(
         # The same app, so its lifespan (the job worker) runs once, with the TCP listener.
         configs.append(uvicorn.Config(app, uds=str(socket_path), lifespan="off", log_level="info"))
         typer.echo(f"vdc API also on unix socket {socket_path}")
-    metadata_host, metadata_port = split_bind(settings.metadata_bind)
-    metadata = create_metadata_app(
-        app.state.engine,
-        settings.region,
-        settings.metadata_token_secret,
-        settings.metadata_proxy_secret,
-    )
-    limits = ConnectionLimits(
-        max_connections=settings.metadata_max_connections,
-        max_per_source=settings.metadata_max_connections_per_source,
-        header_timeout=settings.metadata_header_timeout,
-    )
-    configs.append(
-        uvicorn.Config(
-            metadata,
-            host=metadata_host,
-            port=metadata_port,
-            http=guarded(http_protocol(), limits),
-            proxy_headers=False,  # else any guest could claim any address
-            lifespan="off",
-            access_log=False,  # every guest polls: too chatty for the server log
-        )
-    )
-    typer.echo(f"EC2 metadata service on {settings.metadata_bind}")
-    run_listeners(configs)
+    metadata = MetadataProcess(settings)
+    metadata.start()
+    typer.echo(f"EC2 metadata service on {settings.metadata_bind} (its own process)")
+    try:
+        run_listeners(configs)
+    finally:
+        metadata.stop()
 
 
 def _prepare(settings: Settings) -> None:
