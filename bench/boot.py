@@ -40,6 +40,7 @@ def by_hand(world: E2E, image: Path, n: int) -> float:
     """What an operator would do without vdc: an overlay disk, a static DHCP entry (as vdc
     makes; dnsmasq would otherwise ping-check a dynamic address for seconds), then
     `virsh create`. The DHCP entry and `virsh create` are timed, as vdc's are."""
+    mac, network = f"52:54:00:be:00:{n:02x}", f"vdc-{world.network_id}"
     disk = world.run_dir / f"hand-{n}.qcow2"
     subprocess.run(
         ["qemu-img", "create", "-f", "qcow2", "-b", str(image), "-F", "qcow2", str(disk)],
@@ -51,22 +52,30 @@ def by_hand(world: E2E, image: Path, n: int) -> float:
     xml = designer.domain(
         DomainSpec(
             name=f"hand-{n}",
-            virt_type="qemu",
+            virt_type="qemu",  # as vdc's probe found for this machine's hosts
             arch="x86_64",
             vcpus=1,
             memory_mib=128,
             instance_id=f"hand-{n}",
             account_id="a-bench",
             disks=(DiskSpec(path=str(disk)),),
-            interfaces=(
-                InterfaceSpec(mac=f"52:54:00:be:00:{n:02x}", network=f"vdc-{world.network_id}"),
-            ),
+            interfaces=(InterfaceSpec(mac=mac, network=network, mtu=1450),),
             console_log=str(log),
         )
     ).to_xml()
     document = world.run_dir / f"hand-{n}.xml"
     document.write_text(xml)
+    # The static entry the docstring promises: earlier versions of this benchmark never
+    # made it, so dnsmasq offered a dynamic address only after pinging it for seconds, and
+    # the hand-made guest looked 40 % slower than vdc's.
+    entry = f"<host mac='{mac}' ip='10.111.0.{200 + n}'/>"
+    net_update = ["virsh", "-c", world.ns.uri, "net-update", network]
     started = time.monotonic()
+    subprocess.run(
+        [*net_update, "add-last", "ip-dhcp-host", entry, "--live", "--config"],
+        check=True,
+        capture_output=True,
+    )
     subprocess.run(
         ["virsh", "-c", world.ns.uri, "create", str(document)], check=True, capture_output=True
     )
@@ -78,6 +87,11 @@ def by_hand(world: E2E, image: Path, n: int) -> float:
     elapsed = time.monotonic() - started
     subprocess.run(
         ["virsh", "-c", world.ns.uri, "destroy", f"hand-{n}"], check=True, capture_output=True
+    )
+    subprocess.run(
+        [*net_update, "delete", "ip-dhcp-host", entry, "--live", "--config"],
+        check=True,
+        capture_output=True,
     )
     return elapsed
 
