@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 
 from app.api.deps import CurrentAccount, SessionDep, SettingsDep
+from app.api.errors import ErrorBody
 from app.api.paging import PageDep
 from app.errors import Forbidden
 from app.models.common import Page
@@ -57,6 +58,7 @@ def list_images(
     responses={
         413: {"description": "Larger than VDC_MAX_IMAGE_SIZE"},
         415: {"description": "Body not application/octet-stream"},
+        507: {"model": ErrorBody, "description": "Not enough space in the image store"},
     },
 )
 async def upload_image(
