@@ -77,7 +77,8 @@ async def upload_image(
 ) -> ImagePublic:
     """Registers the request body (the raw image file) as a new image.
 
-    `curl -T disk.qcow2 -H 'Content-Type: application/octet-stream' '.../images?arch=x86_64'`
+    `curl -X POST -T disk.qcow2 -H 'Content-Type: application/octet-stream' URL?arch=x86_64`
+    (a POST: `curl -T` alone sends a PUT).
     """
     if account_id not in (None, account.id) and not account.is_admin:
         raise Forbidden("only an admin may register an image for another account")
