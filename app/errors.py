@@ -64,3 +64,10 @@ class HostUnavailable(AppError):
 
     status_code = 502
     type = "host_unavailable"
+
+
+class InsufficientStorage(AppError):
+    """A disk vdc writes to is full (or the quota reached): nothing was kept."""
+
+    status_code = 507
+    type = "insufficient_storage"

@@ -13,7 +13,7 @@ import time
 import libvirt
 
 from hypervisor import designer
-from hypervisor.errors import NotFoundOnHost, translated
+from hypervisor.errors import NotFoundOnHost, absent_if_missing, translated
 from hypervisor.guest import Guest, lookup
 from hypervisor.host import define_once, start_once
 from hypervisor.host_networks import NetworkSteps
@@ -82,10 +82,17 @@ class HostDriver(NetworkSteps, StreamSteps, KvmProbeSteps):
         """Names of the volumes in a pool, files put there behind libvirt's back included;
         [] when the pool does not exist."""
         pool = self._storage_pool(pool_name)
-        if pool is None or not pool.isActive():
+        if pool is None:
             return []
-        _refresh(pool)  # when busy creating a volume, list what it knows
-        return sorted(pool.listVolumes())
+
+        def names() -> list[str]:
+            if not pool.isActive():
+                return []
+            _refresh(pool)  # when busy creating a volume, list what it knows
+            return sorted(pool.listVolumes())
+
+        # A pool removed between the lookup and the listing is simply not there.
+        return absent_if_missing(names, libvirt.VIR_ERR_NO_STORAGE_POOL) or []
 
     @translated
     def volume_exists(self, pool_name: str, name: str) -> bool:
@@ -190,7 +197,15 @@ class HostDriver(NetworkSteps, StreamSteps, KvmProbeSteps):
 
     @translated
     def list_domains(self) -> list[DomainInfo]:
-        return [Guest(domain).info() for domain in self._conn().listAllDomains(0)]
+        """Every domain on the host. One that goes away between the listing and the look
+        at it (a terminate under way) is simply not there: never a failure of the whole."""
+        found = []
+        for domain in self._conn().listAllDomains(0):
+            try:
+                found.append(Guest(domain).info())
+            except NotFoundOnHost:
+                continue
+        return found
 
 
 def _refresh(pool: libvirt.virStoragePool) -> bool:

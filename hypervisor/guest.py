@@ -190,6 +190,7 @@ class Guest:
         return self.is_running() and self._domain.connect().getType().lower() != "test"
 
     def info(self) -> DomainInfo:
+        """Name, state and vdc's marks; NotFoundOnHost when the domain has gone meanwhile."""
         instance_id, account_id = self._vdc_metadata()
         state, reason = self._domain.state()
         return DomainInfo(
@@ -200,10 +201,13 @@ class Guest:
             stopped_by_fault=state == libvirt.VIR_DOMAIN_PAUSED and reason in _FAULT_PAUSES,
         )
 
+    @translated
     def _vdc_metadata(self) -> tuple[str | None, str | None]:
         try:
             text = self._domain.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, VDC_XML_NAMESPACE)
-        except libvirt.libvirtError:
+        except libvirt.libvirtError as error:
+            if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                raise  # gone, which is not the same as "not created by vdc"
             return None, None  # not created by vdc
         element = parse(text, "instance")  # libvirt returns it without its namespace
         return element.get("id"), element.get("account")

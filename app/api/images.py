@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 
 from app.api.deps import CurrentAccount, SessionDep, SettingsDep
+from app.api.errors import ErrorBody
 from app.api.paging import PageDep
 from app.errors import Forbidden
 from app.models.common import Page
@@ -57,6 +58,7 @@ def list_images(
     responses={
         413: {"description": "Larger than VDC_MAX_IMAGE_SIZE"},
         415: {"description": "Body not application/octet-stream"},
+        507: {"model": ErrorBody, "description": "Not enough space in the image store"},
     },
 )
 async def upload_image(
@@ -75,7 +77,8 @@ async def upload_image(
 ) -> ImagePublic:
     """Registers the request body (the raw image file) as a new image.
 
-    `curl -T disk.qcow2 -H 'Content-Type: application/octet-stream' '.../images?arch=x86_64'`
+    `curl -X POST -T disk.qcow2 -H 'Content-Type: application/octet-stream' URL?arch=x86_64`
+    (a POST: `curl -T` alone sends a PUT).
     """
     if account_id not in (None, account.id) and not account.is_admin:
         raise Forbidden("only an admin may register an image for another account")

@@ -26,6 +26,7 @@ UPLOAD_ROUTES = frozenset({("POST", "/api/v1/images"), ("POST", "/images/upload"
 # Routes that take a body from someone not signed in yet.
 OPEN_ROUTES = frozenset({("POST", "/login")})
 _NUL_MARKS = (b"\x00", b"\\u0000", b"%00")
+_UPLOAD_PATHS = frozenset(path for _, path in UPLOAD_ROUTES)
 
 # None when the request may send a body, else why not (the 401's detail).
 SignedIn = Callable[[Scope], Awaitable[str | None]]
@@ -54,6 +55,11 @@ class RequestGuards:
                 return
         if route in UPLOAD_ROUTES:
             await self.app(scope, receive, send)
+            return
+        if scope["method"] == "PUT" and route[1] in _UPLOAD_PATHS:
+            await _put_is_not_upload(
+                send, b"GET, POST" if route[1].startswith("/api/") else b"POST"
+            )
             return
         headers = {key.decode("latin-1").lower(): value for key, value in scope["headers"]}
         declared = headers.get("content-length", b"").decode("latin-1")
@@ -97,6 +103,19 @@ def _has_nul(data: bytes) -> bool:
 
 async def _too_large(send: Send, limit: int) -> None:
     await _answer(send, 413, "payload_too_large", f"request body over {limit} bytes")
+
+
+async def _put_is_not_upload(send: Send, allow: bytes) -> None:
+    """`curl -T FILE` without `-X POST` sends a PUT: say what to do, before reading the file
+    (which would otherwise be refused for its size or its NUL bytes, a puzzling answer)."""
+    await _answer(
+        send,
+        405,
+        "http_error",
+        "Method Not Allowed: images are uploaded with POST (curl -X POST -T FILE ...; "
+        "curl -T alone sends PUT)",
+        [(b"allow", allow)],
+    )
 
 
 async def _not_signed_in(scope: Scope, send: Send, refusal: str) -> None:

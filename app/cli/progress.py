@@ -20,7 +20,8 @@ from app.services.images.disk_images import ProgressCallback
 
 @contextmanager
 def copy_progress() -> Iterator[ProgressCallback]:
-    """Yields a callback that draws one bar per phase ("copying", "converting")."""
+    """Yields a callback that draws one bar per phase ("copying", "converting"). When the
+    work fails the bars are cleared, so the error is the one line left."""
     console = Console(stderr=True)
     columns = [
         TextColumn("{task.description:>10}"),
@@ -36,4 +37,8 @@ def copy_progress() -> Iterator[ProgressCallback]:
                 tasks[phase] = progress.add_task(phase, total=total)
             progress.update(tasks[phase], completed=done, total=total)
 
-        yield update
+        try:
+            yield update
+        except BaseException:
+            progress.live.transient = True
+            raise

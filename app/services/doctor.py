@@ -5,9 +5,15 @@ Two kinds of difference:
 - orphan: something on a host (a domain, a volume, a DHCP entry or lease, a filter) or in the data
   dir (an image file, a console log) that no live database row accounts for;
 - missing: a live row whose thing is not there. Only settled rows are checked for this
-  (an instance `running` or `stopped`, a volume `available` or `attached`): a row in a
-  transition may be waiting for its job to make it.
+  (an instance `running` or `stopped`, a volume `available` or `attached` to nothing or to
+  a settled instance): a row in a transition may be waiting for its job to make or remove it.
 Terminating everything must leave no finding at all.
+
+Operators run it from cron on busy systems, so it never trusts one look. Each host is read
+after the database: a thing that vanishes between the host's listing and the look at it is
+not there; a job that creates or removes something between the two reads makes a difference
+that is gone at a second look, with the database read again. Only what both looks find is
+reported.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from app.services.network import fabric, nwfilters
 from app.services.network.networks import libvirt_name
 from app.services.storage import pools
 from hypervisor.driver import HostDriver
-from hypervisor.errors import HypervisorError
+from hypervisor.errors import HypervisorError, NotFoundOnHost
 from hypervisor.segments import SegmentSteps
 
 SETTLED_INSTANCE = (InstanceState.running, InstanceState.stopped)
@@ -43,6 +49,15 @@ class Finding:
 
 
 def examine(session: Session, settings: Settings) -> list[Finding]:
+    first = _look(session, settings)
+    if not first:
+        return []
+    session.rollback()  # a fresh read of the database: what jobs did meanwhile counts
+    second = _look(session, settings)
+    return sorted(set(first) & set(second))
+
+
+def _look(session: Session, settings: Settings) -> list[Finding]:
     found: list[Finding] = []
     for host in session.exec(select(HostNode).order_by(col(HostNode.name))):
         try:
@@ -55,14 +70,24 @@ def examine(session: Session, settings: Settings) -> list[Finding]:
         except HypervisorError as error:
             found.append(Finding(host.name, "host", host.uri, f"cannot examine: {error}"))
     found.extend(_examine_data_dir(session, settings))
-    return sorted(found)
+    return found
 
 
 def _examine_host(session: Session, host: HostNode, driver: HostDriver) -> list[Finding]:
     where = host.name
+    # The database first, then the host (see the module's docstring).
     instances = list(session.exec(select(Instance).where(Instance.host_node_id == host.id)))
     live = {i.id: i for i in instances if i.state != InstanceState.terminated}
     settled = {i.id for i in live.values() if i.state in SETTLED_INSTANCE}
+    expected_volumes, settled_volumes = _expected_volumes(session, host, live, settled)
+    nics = _interfaces(session, live)
+    # DHCP entries live on the host that serves the network: the network node, for the
+    # guests of every host (network/fabric.py), or each host for its own.
+    node = fabric.network_node(session)
+    served = _interfaces(session, _live(session)) if node and node.id == host.id else nics
+    settled_everywhere = {
+        i.id for i in _live(session).values() if i.state in SETTLED_INSTANCE
+    } | settled
     found: list[Finding] = []
 
     domains = {d.name: d for d in driver.list_domains()}
@@ -72,7 +97,6 @@ def _examine_host(session: Session, host: HostNode, driver: HostDriver) -> list[
             found.append(Finding(where, "domain", name, "orphan"))
     found += [Finding(where, "domain", i, "missing") for i in sorted(settled - set(domains))]
 
-    expected_volumes, settled_volumes = _expected_volumes(session, host, live, settled)
     for pool in (pools.INSTANCE_POOL, pools.VOLUME_POOL):
         present = {(pool, name) for name in driver.list_volumes(pool)}
         found += [
@@ -84,14 +108,6 @@ def _examine_host(session: Session, host: HostNode, driver: HostDriver) -> list[
             for p, n in sorted(settled_volumes[pool] - present)
         ]
 
-    nics = _interfaces(session, live)
-    # DHCP entries live on the host that serves the network: the network node, for the
-    # guests of every host (network/fabric.py), or each host for its own.
-    node = fabric.network_node(session)
-    served = _interfaces(session, _live(session)) if node and node.id == host.id else nics
-    settled_everywhere = {
-        i.id for i in _live(session).values() if i.state in SETTLED_INSTANCE
-    } | settled
     for network_name in driver.list_networks():
         wanted = {nic.mac_address for nic, net in served if libvirt_name(net) == network_name}
         settled_macs = {
@@ -99,7 +115,10 @@ def _examine_host(session: Session, host: HostNode, driver: HostDriver) -> list[
             for nic, net in served
             if libvirt_name(net) == network_name and nic.instance_id in settled_everywhere
         }
-        entries = {entry.mac for entry in driver.dhcp_hosts(network_name)}
+        try:
+            entries = {entry.mac for entry in driver.dhcp_hosts(network_name)}
+        except NotFoundOnHost:
+            continue  # removed since the listing: not there
         found += [
             Finding(where, "dhcp", f"{network_name}/{mac}", "orphan")
             for mac in sorted(entries - wanted)
@@ -215,7 +234,8 @@ def _expected_volumes(
     ):
         pool, name = pools.location(volume)
         may[pool].add((pool, name))
-        if volume.state in SETTLED_VOLUME:
+        # A volume of an instance being launched or terminated changes with it.
+        if volume.state in SETTLED_VOLUME and volume.instance_id in (None, *settled):
             must[pool].add((pool, name))
     return may, must
 

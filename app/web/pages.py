@@ -20,11 +20,13 @@ from app.db import get_session
 from app.errors import AppError, Forbidden
 from app.services.hypervisors import as_app_error
 from app.web import session as web_session
+from app.web import timestamps
 from app.web.session import WebSession
 from hypervisor.errors import HypervisorError
 
 log = logging.getLogger("vdc.web")
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
+TEMPLATES.env.filters.update(when=timestamps.when, ago=timestamps.ago)
 # Pages use only the package's own files: no CDN, no inline script.
 CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'"
 

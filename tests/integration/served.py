@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +25,26 @@ class Served:
     metadata_port: int
     data_dir: Path
     output: Callable[[], str]
+    pid: int = 0  # of `vdc serve` (its files, in its mount namespace: /proc/PID/root/...)
+
+    @property
+    def files(self) -> Path:
+        """The data dir as the server sees it, also from outside its mount namespace."""
+        if not self.pid:
+            return self.data_dir
+        return Path(f"/proc/{self.pid}/root") / self.data_dir.relative_to("/")
 
     @property
     def admin_key(self) -> str:
-        return (self.data_dir / "admin.key").read_text().strip()
+        return (self.files / "admin.key").read_text().strip()
 
 
 @contextmanager
-def vdc_serve(tmp_path: Path, ports: Callable[[], int], **extra_env: str) -> Iterator[Served]:
+def vdc_serve(
+    tmp_path: Path, ports: Callable[[], int], prefix: Sequence[str] = (), **extra_env: str
+) -> Iterator[Served]:
+    """`vdc serve` with its data dir in tmp_path/data; `prefix` runs it through another
+    command (e.g. unshare with a small filesystem mounted there)."""
     data_dir = tmp_path / "data"
     api_port, metadata_port = ports(), ports()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VDC_")} | {
@@ -45,7 +57,10 @@ def vdc_serve(tmp_path: Path, ports: Callable[[], int], **extra_env: str) -> Ite
     log = tmp_path / "serve.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [str(BIN / "vdc"), "serve", "--migrate"], env=env, stdout=out, stderr=subprocess.STDOUT
+            [*prefix, str(BIN / "vdc"), "serve", "--migrate"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{api_port}"
     try:
@@ -59,7 +74,7 @@ def vdc_serve(tmp_path: Path, ports: Callable[[], int], **extra_env: str) -> Ite
                 time.sleep(0.2)
         else:
             pytest.fail(f"vdc serve did not answer: {log.read_text()}")
-        yield Served(base, metadata_port, data_dir, log.read_text)
+        yield Served(base, metadata_port, data_dir, log.read_text, proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)  # only the process this test started, by its pid
         try:

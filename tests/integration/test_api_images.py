@@ -57,6 +57,23 @@ class TestUpload:
         stored = settings.image_dir / f"{image['id']}.qcow2"
         assert image["sha256"] == hashlib.sha256(stored.read_bytes()).hexdigest()
 
+    # A small file (under the 1 MiB body limit, full of NUL bytes) and a larger one.
+    @pytest.mark.parametrize(("name", "fmt"), [("small.qcow2", "qcow2"), ("big.raw", "raw")])
+    def test_a_put_says_uploads_are_posts(
+        self, client: TestClient, keys: Keys, make_disk: Callable[..., Path], name: str, fmt: str
+    ) -> None:
+        """`curl -T FILE` alone sends a PUT: the answer says what to do, whatever the file."""
+        disk = make_disk(name, fmt, "2M")
+        response = client.put(
+            "/api/v1/images",
+            params={"arch": "x86_64"},
+            content=disk.read_bytes(),
+            headers={**bearer(keys.admin), **OCTET},
+        )
+        assert response.status_code == 405, response.text
+        assert "uploaded with POST (curl -X POST -T FILE" in response.json()["detail"]
+        assert response.headers["allow"] == "GET, POST"
+
     @pytest.mark.parametrize(
         ("content", "fragment"),
         [

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import libvirt
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -92,6 +95,87 @@ def test_every_kind_of_difference_is_named(
     assert Finding(host, "dhcp", f"{network}/{instance['mac_address']}", "missing") in findings(
         engine, settings
     )
+
+
+def test_what_vanishes_while_doctor_looks_is_simply_not_there(
+    cloud: Cloud, engine: sa.Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A domain or a network listed by libvirt, then gone when the doctor looks at it (a
+    terminate under way): not a failure of the whole host, and not a finding."""
+    cloud.wait_for(cloud.launch()["id"], "running")
+    connection = POOL.get(cloud.host_uri)
+    connection.defineXML(_stray_domain())
+    connection.networkDefineXML(
+        "<network><name>vdc-nw-stray000</name><bridge name='vdcstray0'/></network>"
+    )
+    look_at_domain = libvirt.virDomain.metadata
+    look_up_network = libvirt.virConnect.networkLookupByName
+
+    def vanishing_domain(self: libvirt.virDomain, *args: object) -> object:
+        if self.name() == "i-stray000":
+            self.undefine()  # just before vdc looks at it, as a terminate does
+        return look_at_domain(self, *args)
+
+    def vanishing_network(self: libvirt.virConnect, name: str) -> object:
+        if name == "vdc-nw-stray000":
+            look_up_network(self, name).undefine()
+        return look_up_network(self, name)
+
+    monkeypatch.setattr(libvirt.virDomain, "metadata", vanishing_domain)
+    monkeypatch.setattr(libvirt.virConnect, "networkLookupByName", vanishing_network)
+    assert findings(engine, settings) == []
+
+
+def test_doctor_while_instances_come_and_go(
+    cloud: Cloud, engine: sa.Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Doctor run over and over while instances are terminated and launched (cron on a busy
+    system): no look fails, and no row in a transition is reported missing, so every
+    report is empty."""
+    leaving = [cloud.launch(volumes=[{"size_mib": 8}])["id"] for _ in range(4)]
+    for instance_id in leaving:
+        cloud.wait_for(instance_id, "running")
+    # libvirt slowed down where doctor looks and where jobs remove, so the two overlap.
+    for cls, name in (
+        (libvirt.virDomain, "state"),
+        (libvirt.virDomain, "undefine"),
+        (libvirt.virStorageVol, "delete"),
+    ):
+        monkeypatch.setattr(cls, name, _slowed(getattr(cls, name)))
+    reports: list[list[Finding]] = []
+    done = threading.Event()
+
+    def cron() -> None:
+        while not done.is_set():
+            reports.append(findings(engine, settings))
+
+    watcher = threading.Thread(target=cron)
+    watcher.start()
+    try:
+        for instance_id in leaving:
+            response = cloud.client.delete(
+                f"/api/v1/instances/{instance_id}", headers=bearer(cloud.admin)
+            )
+            assert response.status_code == 202, response.text
+        coming = [cloud.launch(volumes=[{"size_mib": 8}])["id"] for _ in range(2)]
+        for instance_id in leaving:
+            cloud.wait_for(instance_id, "terminated")
+        for instance_id in coming:
+            cloud.wait_for(instance_id, "running")
+    finally:
+        done.set()
+        watcher.join()
+    assert len(reports) >= 3
+    assert [report for report in reports if report] == []
+    assert findings(engine, settings) == []
+
+
+def _slowed(call: Callable[..., object]) -> Callable[..., object]:
+    def slow(*args: object) -> object:
+        time.sleep(0.02)
+        return call(*args)
+
+    return slow
 
 
 def _stray_domain() -> str:

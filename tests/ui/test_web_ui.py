@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import re
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
+from sqlmodel import col
 
+from app.models import Image
 from metadata.app import create_metadata_app
 from tests.ui.conftest import Site, screenshot, sign_in
 
@@ -327,3 +332,50 @@ def test_api_keys_issue_one_shown_once_and_revoke_the_one_signed_in_with(
     page.goto("/api_keys")
     expect(page.locator("tr", has_text="laptop")).to_contain_text("(this sign-in)")
     expect(page.locator("tr", has_text="revoked")).to_have_count(1)
+
+
+def test_timestamps_read_as_local_time_and_as_age(
+    browser: Browser, site: Site, tmp_path: Path
+) -> None:
+    """A reader in New York sees New York time with its zone on a detail page and "3 min
+    ago" in a list, the exact value on hover; without scripts, UTC and the age still read."""
+    moment = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3, seconds=10)
+    local = moment.astimezone(ZoneInfo("America/New_York"))
+    exact_utc = f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+    context = browser.new_context(base_url=site.url, timezone_id="America/New_York", locale="en-US")
+    page = context.new_page()
+    sign_in(page, site.admin_key)
+    image_id = upload_image(page, make_image(tmp_path))
+    with site.engine.begin() as connection:
+        connection.execute(
+            sa.update(Image).where(col(Image.id) == image_id).values(created_at=moment)
+        )
+
+    page.goto("/images")
+    created = page.get_by_role("row", name=re.compile(image_id)).locator("time")
+    expect(created).to_have_text("3 min ago")
+    title = created.get_attribute("title") or ""
+    assert f"{local:%I:%M:%S}" in title and re.search(r"\bE[SD]T\b", title), title
+    assert title.endswith(f"({exact_utc})"), title
+
+    page.goto(f"/images/{image_id}")
+    shown = page.locator("dt:has-text('Created') + dd time")
+    expect(shown).to_have_text(
+        re.compile(rf"{local:%b} {local.day}, {local:%Y}, {local:%I:%M:%S} [AP]M E[SD]T")
+    )
+    assert "UTC" not in shown.inner_text()
+    context.close()
+
+    # No script: the server's words, in UTC.
+    plain = browser.new_context(base_url=site.url, java_script_enabled=False)
+    page = plain.new_page()
+    sign_in(page, site.admin_key)
+    page.goto("/images")
+    expect(page.get_by_role("row", name=re.compile(image_id)).locator("time")).to_have_text(
+        "3 min ago"
+    )
+    page.goto(f"/images/{image_id}")
+    shown = page.locator("dt:has-text('Created') + dd time")
+    expect(shown).to_have_text(f"{moment:%Y-%m-%d %H:%M} UTC")
+    expect(shown).to_have_attribute("title", exact_utc)
+    plain.close()

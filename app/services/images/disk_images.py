@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.errors import Conflict, InvalidImage, PayloadTooLarge
+from app.services.images import free_space
 
 # Formats KVM (QEMU) boots from; anything else qemu-img might recognise is refused.
 BOOTABLE_FORMATS = frozenset(
@@ -156,17 +157,21 @@ def copy_with_digest(
     total = source.stat().st_size
     digest = hashlib.sha256()
     done = 0
-    with source.open("rb") as reader, _create(target) as writer:
-        while chunk := reader.read(_CHUNK):
-            done += len(chunk)
-            if limit is not None and done > limit:
-                raise InvalidImage(f"{source.name} grew past the size limit while copying")
-            digest.update(chunk)
-            writer.write(chunk)
-            if progress:
-                progress("copying", done, total)
-        writer.flush()
-        os.fsync(writer.fileno())
+    try:
+        with source.open("rb") as reader, _create(target) as writer:
+            while chunk := reader.read(_CHUNK):
+                done += len(chunk)
+                if limit is not None and done > limit:
+                    raise InvalidImage(f"{source.name} grew past the size limit while copying")
+                digest.update(chunk)
+                writer.write(chunk)
+                if progress:
+                    progress("copying", done, total)
+            writer.flush()
+            os.fsync(writer.fileno())
+    except OSError as error:
+        free_space.raise_if_full(error, target, total)
+        raise
     return digest.hexdigest()
 
 
@@ -192,13 +197,15 @@ def convert(
     max_output: int,
     progress: ProgressCallback | None = None,
     qemu_img: str = "qemu-img",
+    where: str = free_space.IMAGE_STORE,
 ) -> None:
     """Converts with `qemu-img convert -p`, reporting its percentage as ("converting", n, 100).
 
     A small compressed image can expand to its whole virtual size (a 400 KB zstd qcow2 to
     256 MiB of raw in half a second), so the output is bounded three times: a virtual size
     over `max_output` is refused before anything is written, qemu-img runs under limits on
-    memory, CPU time and file size (prlimit), and the file it wrote is measured after."""
+    memory, CPU time and file size (prlimit), and the file it wrote is measured after.
+    The virtual size is also the room asked of `target`'s filesystem (`where` in messages)."""
     if target_format not in CONVERSION_TARGETS:
         raise InvalidImage(f"cannot convert to {target_format!r}; choose one of qcow2, raw")
     if info.virtual_size > max_output:
@@ -206,6 +213,7 @@ def convert(
             f"{source.name} expands to {info.virtual_size} bytes as {target_format}, over the "
             f"limit of {max_output} bytes (VDC_MAX_IMAGE_SIZE)"
         )
+    free_space.require(target.parent, info.virtual_size, where)
     limits = (
         ["prlimit", "--as=2147483648", f"--cpu={_CONVERT_CPU_SECONDS}", f"--fsize={max_output}"]
         if shutil.which("prlimit")
@@ -222,6 +230,8 @@ def convert(
         ) from exc
     if error is not None:
         target.unlink(missing_ok=True)
+        if any(os.strerror(code) in error for code in free_space.FULL):
+            raise free_space.not_enough(target.parent, info.virtual_size, where=where)
         raise InvalidImage(f"conversion to {target_format} failed: {error}")
     written = target.stat().st_size
     if written > max_output:

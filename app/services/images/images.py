@@ -22,7 +22,7 @@ from app.models.volume import GIB, VolumeState
 from app.services import access, quotas
 from app.services.changes import apply_changes
 from app.services.identity.accounts import get_account
-from app.services.images import disk_images
+from app.services.images import disk_images, free_space
 from app.services.images.disk_images import DiskInfo, ProgressCallback
 from app.services.listing import PageRequest
 from app.services.storage import image_copies
@@ -119,6 +119,7 @@ def register_local(
     # Refuse early, before copying gigabytes of something that is not an image...
     disk_images.inspect(source, settings.qemu_img)
     with partial_file(settings) as partial:
+        free_space.require(settings.image_dir, source.stat().st_size)
         digest = disk_images.copy_with_digest(source, partial, progress, settings.max_image_size)
         # ...and look again at the copy, which is what vdc will really boot.
         return _finish(session, settings, partial, digest, spec, owner_id, "local", progress)

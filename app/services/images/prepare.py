@@ -307,5 +307,6 @@ def convert(
         settings.max_image_size,
         progress,
         settings.qemu_img,
+        where=str(target.parent),
     )
     return target

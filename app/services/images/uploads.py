@@ -13,34 +13,41 @@ from starlette.requests import Request
 from app.config import Settings
 from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from app.models import Image
-from app.services.images import images
+from app.services.images import free_space, images
 from app.services.images.images import ImageSpec
 
 _FLUSH_AT = 4 * 1024 * 1024
 
 
-async def receive_upload(request: Request, target: Path, limit: int) -> str:
-    """Writes the body to `target` (new file, 0640) and returns its sha256."""
+async def receive_upload(
+    request: Request, target: Path, limit: int, declared: int | None = None
+) -> str:
+    """Writes the body to `target` (new file, 0640) and returns its sha256. A full disk is
+    a 507 naming the body's declared size, or (none declared) what had arrived."""
     digest = hashlib.sha256()
     received = 0
     pending: list[bytes] = []
     pending_size = 0
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-    with os.fdopen(fd, "wb") as writer:
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > limit:
-                raise PayloadTooLarge(f"image is over the limit of {limit} bytes")
-            digest.update(chunk)
-            # Small network chunks are gathered so the disk sees few large writes.
-            pending.append(chunk)
-            pending_size += len(chunk)
-            if pending_size >= _FLUSH_AT:
-                writer.write(b"".join(pending))
-                pending, pending_size = [], 0
-        writer.write(b"".join(pending))
-        writer.flush()
-        os.fsync(writer.fileno())
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        with os.fdopen(fd, "wb") as writer:
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > limit:
+                    raise PayloadTooLarge(f"image is over the limit of {limit} bytes")
+                digest.update(chunk)
+                # Small network chunks are gathered so the disk sees few large writes.
+                pending.append(chunk)
+                pending_size += len(chunk)
+                if pending_size >= _FLUSH_AT:
+                    writer.write(b"".join(pending))
+                    pending, pending_size = [], 0
+            writer.write(b"".join(pending))
+            writer.flush()
+            os.fsync(writer.fileno())
+    except OSError as error:
+        free_space.raise_if_full(error, target, declared or received, at_least=declared is None)
+        raise
     if received == 0:
         raise BadRequest("the request body is empty; send the image file as the body")
     return digest.hexdigest()
@@ -62,7 +69,9 @@ async def register_upload(
         raise PayloadTooLarge(f"image is over the limit of {settings.max_image_size} bytes")
     await run_in_threadpool(images.check_quota_early, session, settings, spec, size)
     with images.partial_file(settings) as partial:
-        digest = await receive_upload(request, partial, settings.max_image_size)
+        if size is not None:  # refused before the first byte is read
+            free_space.require(settings.image_dir, size)
+        digest = await receive_upload(request, partial, settings.max_image_size, size)
         return await run_in_threadpool(
             images.finish_upload, session, settings, partial, digest, spec
         )

@@ -1,4 +1,5 @@
-// vdc web UI: confirmations, the user-data size, live instance states, upload progress.
+// vdc web UI: confirmations, the user-data size, live instance states, upload progress,
+// timestamps in the reader's time zone.
 // No framework and no inline script (the pages' Content-Security-Policy forbids it).
 "use strict";
 
@@ -114,7 +115,46 @@ function watchUpload() {
   });
 }
 
+// Timestamps (<time datetime> from app/web/timestamps.py) in the reader's own time zone;
+// in lists ([data-relative]) as an age kept current. The title keeps the exact value.
+const EXACT = new Intl.DateTimeFormat(undefined, {
+  year: "numeric", month: "short", day: "numeric",
+  hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short",
+});
+
+// The same words as app/web/timestamps.py's age(): keep the two alike.
+function age(date, now) {
+  const seconds = (now - date.getTime()) / 1000;
+  if (seconds < 45) return "just now";
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 45) return Math.max(minutes, 1) + " min ago";
+  const hours = Math.floor(seconds / 3600);
+  if (hours < 24) return Math.max(hours, 1) + " h ago";
+  const days = Math.floor(seconds / 86400);
+  if (days < 30) return days === 1 ? "1 day ago" : days + " days ago";
+  return date.toLocaleDateString();
+}
+
+function showTimes() {
+  const times = [];
+  for (const element of document.querySelectorAll("time[datetime]")) {
+    const date = new Date(element.getAttribute("datetime"));
+    if (Number.isNaN(date.getTime())) continue;
+    const local = EXACT.format(date);
+    element.title = local + " (" + element.title + ")";  // the server's exact UTC value
+    if (element.hasAttribute("data-relative")) times.push([element, date]);
+    else element.textContent = local;
+  }
+  const redraw = () => {
+    const now = Date.now();
+    for (const [element, date] of times) element.textContent = age(date, now);
+  };
+  redraw();
+  if (times.length) window.setInterval(redraw, 20000);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  showTimes();
   watchByteCounts();
   watchStates();
   watchUpload();
