@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import Keys, bearer
 from tests.integration.cloud import Cloud, build_cloud
-from tests.integration.test_web_session import login_form, sign_in
+from tests.integration.web_forms import login_form, sign_in
 
 
 @pytest.fixture

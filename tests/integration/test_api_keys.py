@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from tests.conftest import Keys, bearer
-from tests.integration.test_web_session import sign_in
+from tests.integration.web_forms import sign_in
 
 
 def key_ids(client: TestClient, key: str, **params: str) -> list[dict[str, Any]]:

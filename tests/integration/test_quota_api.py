@@ -3,7 +3,6 @@ read and change a quota, PUT and PATCH semantics, and what the usage counts."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from tests.conftest import Keys, bearer
 from tests.integration.cloud import Cloud, build_cloud
+from tests.integration.web_forms import sign_in
 
 NAMES = [
     "instances",
@@ -173,13 +173,6 @@ def test_deleting_an_account_deletes_its_quota(cloud: Cloud) -> None:
 
 
 # --- the web UI ----------------------------------------------------------------------------
-
-
-def sign_in(client: TestClient, key: str) -> str:
-    response = client.post("/login", data={"api_key": key}, follow_redirects=False)
-    assert response.status_code == 303, response.text
-    page = client.get("/instances/new")
-    return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
 
 
 def test_the_instances_page_shows_the_quota_and_a_refused_launch_says_why(

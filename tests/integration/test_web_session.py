@@ -12,27 +12,12 @@ from fastapi.testclient import TestClient
 from app.db import session_scope
 from app.services.identity import accounts
 from tests.conftest import Keys, bearer
+from tests.integration.web_forms import login_form, sign_in
 
 
 @pytest.fixture(params=["sqlite"])
 def database_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
     return sqlite_url
-
-
-def login_form(client: TestClient, key: str, **fields: str) -> dict[str, str]:
-    """The sign-in form as the browser posts it: with the pre-session token the form page
-    hands out (in a cookie and a hidden field)."""
-    page = client.get("/login")
-    token = re.search(r'name="login_csrf" value="([^"]+)"', page.text)
-    return {"api_key": key, **({"login_csrf": token.group(1)} if token else {}), **fields}
-
-
-def sign_in(client: TestClient, key: str) -> str:
-    """Signs in; returns the page's CSRF token."""
-    response = client.post("/login", data=login_form(client, key), follow_redirects=False)
-    assert response.status_code == 303, response.text
-    page = client.get("/instances/new")
-    return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
 
 
 def test_pages_need_a_session_and_keep_where_you_were_going(client: TestClient) -> None:
