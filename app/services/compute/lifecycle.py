@@ -172,9 +172,11 @@ def fail(ctx: JobContext, job: Job, reason: str) -> None:
     if job.volume_id is not None:
         volume_jobs.fail_volume(ctx, job.volume_id, reason)
     elif job.instance_id is not None:
-        fail_instance(ctx, job.instance_id, reason)
+        # The volumes first: whoever sees the instance in `error` (a user polling it, the
+        # web UI) must find its volumes already there too, never still `attaching`.
         if job.kind == "launch":
             volume_jobs.fail_launch(ctx, job.instance_id, reason)
+        fail_instance(ctx, job.instance_id, reason)
 
 
 def _host_of(ctx: JobContext, job: Job) -> HostNode | None:
