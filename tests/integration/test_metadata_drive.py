@@ -26,6 +26,7 @@ from metadata.app import create_metadata_app
 from tests.conftest import Keys, bearer
 from tests.integration.cloud import Cloud, build_cloud
 from tests.integration.test_volumes import create, wait_volume
+from tests.integration.web_forms import sign_in
 
 GATEWAY = "http://10.10.0.1:8775"
 PARTITION = 1024 * 1024  # where the FAT filesystem starts in the image
@@ -320,3 +321,50 @@ class TestTerminate:
             ("metadata drive", "i-gone0000.img", "orphan"),
             ("volume", f"vdc-instances/{instance_id}-metadata.img", "missing"),
         }
+
+
+class TestWebUi:
+    def test_launch_form_choice_and_the_instance_page(self, cloud: Cloud) -> None:
+        csrf = sign_in(cloud.client, cloud.admin)
+        form = cloud.client.get("/instances/new").text
+        assert 'name="metadata_drive"' in form and "As the image says" in form
+        launched = cloud.client.post(
+            "/instances/new",
+            data={
+                "csrf": csrf,
+                "image_id": cloud.image_id,
+                "instance_type": "nano",
+                "metadata_drive": "yes",
+            },
+            follow_redirects=False,
+        )
+        assert launched.status_code == 303, launched.text
+        instance_id = launched.headers["location"].split("?")[0].rsplit("/", 1)[1]
+        assert cloud.show(instance_id)["metadata_drive"] is True
+        page = cloud.client.get(f"/instances/{instance_id}").text
+        assert "<dt>Metadata drive</dt><dd>yes (vdb, LABEL=METADATA)</dd>" in page
+
+        refused = cloud.client.post(
+            "/instances/new",
+            data={"csrf": csrf, "image_id": cloud.image_id, "metadata_drive": "maybe"},
+        )
+        assert refused.status_code == 400
+        assert "metadata drive: &#39;maybe&#39; is not a choice" in refused.text
+
+    def test_image_page_sets_the_default(self, cloud: Cloud) -> None:
+        csrf = sign_in(cloud.client, cloud.admin)
+        assert 'name="metadata_drive"' in cloud.client.get(f"/images/{cloud.image_id}").text
+        saved = cloud.client.post(
+            f"/images/{cloud.image_id}",
+            data={"csrf": csrf, "display_name": "wakame", "metadata_drive": "on"},
+            follow_redirects=False,
+        )
+        assert saved.status_code == 303, saved.text
+        image = cloud.client.get(f"/api/v1/images/{cloud.image_id}", headers=bearer(cloud.admin))
+        assert image.json()["metadata_drive"] is True
+        assert (
+            "checked"
+            in cloud.client.get(f"/images/{cloud.image_id}").text.split('name="metadata_drive"')[1][
+                :20
+            ]
+        )
