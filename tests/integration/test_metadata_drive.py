@@ -21,7 +21,10 @@ from sqlmodel import Session
 
 from app.config import Settings
 from app.services import doctor
+from app.services.compute import metadata_drive
+from app.services.jobs_context import JobContext
 from hypervisor.connection import POOL
+from hypervisor.driver import HostDriver
 from metadata.app import create_metadata_app
 from tests.conftest import Keys, bearer
 from tests.integration.cloud import Cloud, build_cloud
@@ -279,6 +282,28 @@ class TestStarts:
         second = built()
         assert second[0] != first[0] and second[2] != first[2]
         assert drive_files(image, tmp_path / "drive")["user-data"] == b"second"
+
+    def test_a_running_guest_keeps_the_drive_it_booted_with(
+        self, cloud: Cloud, settings: Settings, engine: sa.Engine
+    ) -> None:
+        """A job that runs ensure_running again on a running guest (a launch resumed after
+        a crash) must not replace the file under it: the new facts wait for its next start."""
+        instance_id = cloud.wait_for(cloud.launch(metadata_drive=True)["id"], "running")["id"]
+        image = drive_image(settings, instance_id)
+        before = image.stat().st_ino
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text("UPDATE instances SET user_data = :u WHERE id = :i"),
+                {"u": b"changed behind its back", "i": instance_id},
+            )
+        driver = HostDriver(cloud.host_uri)
+        ctx = JobContext(settings, engine)
+        disk = metadata_drive.ensure_drive(ctx, instance_id, driver)
+        assert disk is not None and disk.target == "vdb" and disk.read_only
+        assert image.stat().st_ino == before
+        POOL.get(cloud.host_uri).lookupByName(instance_id).destroy()  # off: now it is rebuilt
+        metadata_drive.ensure_drive(ctx, instance_id, driver)
+        assert image.stat().st_ino != before
 
     def test_user_data_patch_is_validated(self, cloud: Cloud) -> None:
         instance_id = cloud.wait_for(cloud.launch()["id"], "running")["id"]

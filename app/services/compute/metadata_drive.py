@@ -78,17 +78,15 @@ def ensure_drive(ctx: JobContext, instance_id: str, driver: HostDriver) -> DiskS
     ):
         return disk_spec(path)
     local = _build(ctx.settings, instance_id, files, wanted)
+    # No digest while the host's file is being replaced: one cut short by a crash must never
+    # match a later start's facts.
+    _record(ctx, instance_id, "")
     if driver.is_test():
         # libvirt's test driver takes no bytes: a volume of the size stands for the file.
         path = driver.ensure_volume(INSTANCE_POOL, VolumeSpec(name=name, capacity_bytes=SIZE))
     else:
         path = driver.upload_file(INSTANCE_POOL, name, local)
-    with ctx.engine.begin() as connection:  # not updated_at: no fact of the instance changed
-        connection.execute(
-            sa.update(Instance)
-            .where(col(Instance.id) == instance_id)
-            .values(metadata_drive_digest=wanted)
-        )
+    _record(ctx, instance_id, wanted)
     return disk_spec(path)
 
 
@@ -119,6 +117,15 @@ def _build(settings: Settings, instance_id: str, files: dict[str, bytes], wanted
     finally:
         partial.unlink(missing_ok=True)
     return final
+
+
+def _record(ctx: JobContext, instance_id: str, digest_on_host: str) -> None:
+    with ctx.engine.begin() as connection:  # not updated_at: no fact of the instance changed
+        connection.execute(
+            sa.update(Instance)
+            .where(col(Instance.id) == instance_id)
+            .values(metadata_drive_digest=digest_on_host)
+        )
 
 
 def _path_on_host(driver: HostDriver, name: str) -> str | None:
