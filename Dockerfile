@@ -1,9 +1,10 @@
 # The vdc server for docker-compose.yml. It talks to the host's libvirtd through its socket,
-# so only the client side of libvirt (and qemu-img for images) is installed here.
+# so only the client side of libvirt (and qemu-img for images) is installed here; fdisk,
+# dosfstools and mtools build instances' metadata drives without mounting.
 FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc pkg-config \
-      libvirt-dev libvirt-clients qemu-utils util-linux \
+      libvirt-dev libvirt-clients qemu-utils util-linux fdisk dosfstools mtools \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/vdc
 COPY pyproject.toml README.md alembic.ini ./

@@ -143,6 +143,7 @@ def _disk(spec: DiskSpec) -> DomainDisk:
         driver_name="qemu",
         driver_type=spec.format,
         serial=spec.serial,
+        read_only=spec.read_only,
     )
 
 

@@ -45,6 +45,7 @@ class DiskSpec:
     format: str = "qcow2"
     target: str = "vda"  # device name in the guest's bus order
     serial: str | None = None  # appears in the guest as /dev/disk/by-id/virtio-<serial>
+    read_only: bool = False
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,7 @@ def meta_data(facts: InstanceFacts) -> Tree:
 
 
 def interface_tree(interface: Interface, facts: InstanceFacts, fqdn: str) -> Tree:
+    network = ipaddress.IPv4Network(interface.cidr)
     return {
         "device-number": str(interface.device_number),
         "interface-id": interface.interface_id,
@@ -134,6 +135,14 @@ def interface_tree(interface: Interface, facts: InstanceFacts, fqdn: str) -> Tre
         "vpc-id": interface.network_id,
         "vpc-ipv4-cidr-block": interface.cidr,
         "vpc-ipv4-cidr-blocks": interface.cidr,
+        # Wakame-vdc's own keys: what wakame-init writes a static configuration from.
+        "x-broadcast": str(network.broadcast_address),
+        "x-dns": "\n".join(interface.dns_servers),
+        "x-gateway": interface.gateway,
+        # wakame-init routes through the interface of the lowest metric: the first one.
+        "x-metric": str(100 + interface.device_number),
+        "x-netmask": str(network.netmask),
+        "x-network": str(network.network_address),
     }
 
 

@@ -7,7 +7,8 @@ set -euo pipefail
 # libvirt-daemon-config-nwfilter brings clean-traffic and the other filters vdc's security
 # group filters build on; iptables brings ebtables-nft, which libvirt's nwfilter runs.
 # libguestfs-tools: `vdc-manage image prepare` edits images offline with guestfish.
-# syslinux, mtools, dosfstools, fdisk: the disk of the guest that probes whether KVM works.
+# syslinux, mtools, dosfstools, fdisk: the disk of the guest that probes whether KVM works;
+# mtools, dosfstools, fdisk also build instances' metadata drives (no mounting).
 # openssh-client: the bridge and VXLAN steps on other hosts run over ssh.
 packages=(
   qemu-utils qemu-system-x86 libvirt-daemon-system libvirt-daemon-config-nwfilter

@@ -71,6 +71,9 @@ async def upload_image(
     display_name: Annotated[str, Query(max_length=255)] = "",
     is_public: bool = False,
     convert: Annotated[str | None, Query(description="Convert to qcow2 or raw on register")] = None,
+    metadata_drive: Annotated[
+        bool, Query(description="Its instances get the metadata drive (LABEL=METADATA)")
+    ] = False,
     account_id: Annotated[
         str | None, Query(max_length=32, description="Owner (admins only); default: you")
     ] = None,
@@ -90,6 +93,7 @@ async def upload_image(
         display_name=display_name,
         is_public=is_public,
         convert_to=convert,
+        metadata_drive=metadata_drive,
     )
     image = await register_upload(request, session, settings, spec)
     return _public(image)
@@ -111,7 +115,8 @@ def show_image(image_id: str, session: SessionDep, account: CurrentAccount) -> I
 def update_image(
     image_id: str, body: ImageUpdate, session: SessionDep, account: CurrentAccount
 ) -> ImagePublic:
-    """Changes the display name, description or public flag of one of your images."""
+    """Changes the display name, description, public flag or metadata drive default of one
+    of your images."""
     return _public(images.update_image(session, account, image_id, body))
 
 

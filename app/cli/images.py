@@ -41,6 +41,11 @@ def image_add_local(
     display_name: str = typer.Option("", "--display-name"),
     is_public: bool = typer.Option(False, "--is-public", help="Visible to every account."),
     convert: str | None = typer.Option(None, "--convert", help="Store as qcow2 (or raw)."),
+    metadata_drive: bool = typer.Option(
+        False,
+        "--metadata-drive",
+        help="Its instances get Wakame-vdc's metadata drive (LABEL=METADATA) by default.",
+    ),
 ) -> None:
     """Copies a local image file into vdc's store and prints its new id (wmi-...)."""
     settings = Settings()
@@ -51,6 +56,7 @@ def image_add_local(
         display_name=display_name,
         is_public=is_public,
         convert_to=convert,
+        metadata_drive=metadata_drive,
     )
     with database(settings) as session, copy_progress() as progress:
         image = images.register_local(session, settings, path.absolute(), spec, progress)
@@ -95,6 +101,12 @@ def image_update(
     display_name: str | None = typer.Option(None, "--display-name"),
     description: str | None = typer.Option(None, "--description"),
     is_public: bool | None = typer.Option(None, "--public/--private"),
+    metadata_drive: bool | None = typer.Option(
+        None,
+        "--metadata-drive/--no-metadata-drive",
+        help="Whether its instances get the metadata drive by default (a launch may say "
+        "otherwise).",
+    ),
 ) -> None:
     changes = {
         k: v
@@ -102,6 +114,7 @@ def image_update(
             "display_name": display_name,
             "description": description,
             "is_public": is_public,
+            "metadata_drive": metadata_drive,
         }.items()
         if v is not None
     }

@@ -3,7 +3,12 @@
 # 169.254.169.254), for images without cloud-init. Shipped with vdc: `vdc-manage
 # guest-script` prints it, `vdc-manage image prepare --install-init` installs it.
 #
-# POSIX sh. It talks HTTP with the first of these the image has: curl, wget (GNU's or
+# An instance launched with a metadata drive (Wakame-vdc's: a disk whose FAT filesystem is
+# labelled METADATA, holding meta-data/ and user-data as files) is read from that drive
+# instead: found by /dev/disk/by-label, findfs or blkid, mounted read-only (or used where
+# it is mounted already), unmounted at the end. No network is needed then.
+#
+# POSIX sh. Otherwise it talks HTTP with the first of these the image has: curl, wget (GNU's or
 # busybox's), `busybox wget`, python3 (urllib), bash (its /dev/tcp: HTTP/1.0 by hand, for a
 # minimal systemd distribution that has none of the others). It asks for an IMDSv2 token
 # first (curl, GNU wget, python3 and bash PUT it; busybox wget cannot, so `nc` or `busybox
@@ -26,6 +31,8 @@
 #   VDC_INIT_USER          who gets the public keys (default: root)
 #   VDC_INIT_METADATA_URL  where the service is (default: http://169.254.169.254)
 #   VDC_INIT_TRIES         attempts, a second apart, while the network comes up (default: 30)
+#   VDC_INIT_SOURCE        auto: the metadata drive when there is one, else the service
+#                          (default); drive: the drive only; network: the service only
 #   VDC_INIT_ROOT          act on this folder instead of / (tests; the hostname command
 #                          still runs)
 
@@ -40,7 +47,12 @@ BASE=${VDC_INIT_METADATA_URL:-http://169.254.169.254}
 BASE=${BASE%/}
 TRIES=${VDC_INIT_TRIES:-30}
 KEY_USER=${VDC_INIT_USER:-root}
+SOURCE=${VDC_INIT_SOURCE:-auto}
 STATE=$ROOT/var/lib/vdc-init
+DRIVE_LABEL=METADATA
+DRIVE=        # where the metadata drive's files are, when it is used
+DRIVE_DEVICE=
+DRIVE_MOUNTED= # set when vdc-init mounted it (and so unmounts it)
 TOKEN_TTL=21600
 TOKEN=
 HTTP=
@@ -180,9 +192,82 @@ request() {
 	fi
 }
 
-# fetch PATH FILE: BASE/latest/PATH into FILE; fails (and leaves no FILE) unless it got it.
+# --- the metadata drive ---------------------------------------------------------------------
+
+# find_drive: sets DRIVE_DEVICE to the device labelled METADATA, or fails. udev's link
+# first, then findfs (util-linux's, or busybox's applet), then util-linux's blkid.
+find_drive() {
+	DRIVE_DEVICE=
+	if [ -e "$ROOT/dev/disk/by-label/$DRIVE_LABEL" ]; then
+		DRIVE_DEVICE=$ROOT/dev/disk/by-label/$DRIVE_LABEL
+		if command -v readlink >/dev/null 2>&1; then
+			DRIVE_DEVICE=$(readlink -f "$DRIVE_DEVICE" 2>/dev/null) ||
+				DRIVE_DEVICE=$ROOT/dev/disk/by-label/$DRIVE_LABEL
+		fi
+	elif command -v findfs >/dev/null 2>&1; then
+		DRIVE_DEVICE=$(findfs "LABEL=$DRIVE_LABEL" 2>/dev/null) || DRIVE_DEVICE=
+	fi
+	if [ -z "$DRIVE_DEVICE" ] && command -v blkid >/dev/null 2>&1; then
+		DRIVE_DEVICE=$(blkid -L "$DRIVE_LABEL" 2>/dev/null) || DRIVE_DEVICE=
+	fi
+	[ -n "$DRIVE_DEVICE" ]
+}
+
+# use_drive: sets DRIVE to the drive's files: where it is mounted already (an fstab line, as
+# wakame-init's /metadata), else mounted read-only here. Fails when there is no drive or
+# it cannot be mounted.
+use_drive() {
+	find_drive || return 1
+	if [ -r "$ROOT/proc/mounts" ]; then
+		while read -r device folder _; do
+			if [ "$device" = "$DRIVE_DEVICE" ]; then
+				DRIVE=$folder
+				return 0
+			fi
+		done <"$ROOT/proc/mounts"
+	fi
+	folder=$STATE/drive
+	mkdir -p "$folder"
+	if ! mount -t vfat -o ro "$DRIVE_DEVICE" "$folder" 2>"$WORK/mount.err"; then
+		log "could not mount the metadata drive $DRIVE_DEVICE: $(head -n 1 "$WORK/mount.err")"
+		return 1
+	fi
+	DRIVE=$folder
+	DRIVE_MOUNTED=1
+}
+
+release_drive() {
+	if [ -n "$DRIVE_MOUNTED" ]; then
+		umount "$DRIVE" 2>/dev/null || log "could not unmount the metadata drive from $DRIVE"
+		DRIVE_MOUNTED=
+	fi
+}
+
+# read_drive PATH FILE: the drive's file PATH into FILE; a PATH ending in / is a folder,
+# listed one name per line as the service lists it.
+read_drive() {
+	case $1 in
+	*/)
+		[ -d "$DRIVE/$1" ] || return 1
+		for entry in "$DRIVE/$1"*; do
+			[ ! -e "$entry" ] || echo "${entry##*/}"
+		done >"$2"
+		;;
+	*)
+		[ -f "$DRIVE/$1" ] && cat "$DRIVE/$1" >"$2"
+		;;
+	esac
+}
+
+# fetch PATH FILE: PATH (below latest/) from the drive or the service into FILE; fails
+# (and leaves no FILE) unless it got it.
 fetch() {
 	rm -f "$2"
+	if [ -n "$DRIVE" ]; then
+		read_drive "$1" "$2" && return 0
+		rm -f "$2"
+		return 1
+	fi
 	header="X-aws-ec2-metadata-token: $TOKEN"
 	case $HTTP in
 	curl)
@@ -420,19 +505,21 @@ run_user_data() {
 
 # --- main ---------------------------------------------------------------------------------
 
-if ! choose_http; then
-	log "no curl, wget, busybox, python3 or bash here: cannot reach the metadata service"
-	exit 1
-fi
+NO_HTTP="no curl, wget, busybox, python3 or bash here: cannot reach the metadata service"
 if [ "${1:-}" = --which-http ]; then
+	if ! choose_http; then
+		log "$NO_HTTP"
+		exit 1
+	fi
 	echo "$HTTP"
 	exit 0
 fi
-case $HTTP in
-busybox-wget) log "using busybox wget" ;;
-python3) log "using python3 (urllib)" ;;
-bash) log "using bash (/dev/tcp, HTTP/1.0)" ;;
-*) log "using $HTTP" ;;
+case $SOURCE in
+auto | drive | network) ;;
+*)
+	log "VDC_INIT_SOURCE=$SOURCE: expected auto, drive or network"
+	exit 1
+	;;
 esac
 
 mkdir -p "$STATE"
@@ -440,25 +527,51 @@ chmod 700 "$STATE"
 WORK=$STATE/work
 rm -rf "$WORK"
 mkdir -p "$WORK"
-trap 'rm -rf "$WORK"' EXIT
+trap 'release_drive; rm -rf "$WORK"' EXIT
 
-attempt=1
-until get_token && fetch meta-data/instance-id "$WORK/instance-id"; do
-	if [ "$attempt" -ge "$TRIES" ]; then
-		log "no answer from the metadata service at $BASE after $TRIES tries: nothing done"
+if [ "$SOURCE" != network ] && use_drive; then
+	log "reading the metadata drive $DRIVE_DEVICE (LABEL=$DRIVE_LABEL) at ${DRIVE#"$ROOT"}"
+elif [ "$SOURCE" = drive ]; then
+	log "no metadata drive (LABEL=$DRIVE_LABEL) to read: nothing done"
+	exit 1
+elif ! choose_http; then
+	log "$NO_HTTP"
+	exit 1
+else
+	case $HTTP in
+	busybox-wget) log "using busybox wget" ;;
+	python3) log "using python3 (urllib)" ;;
+	bash) log "using bash (/dev/tcp, HTTP/1.0)" ;;
+	*) log "using $HTTP" ;;
+	esac
+fi
+
+if [ -n "$DRIVE" ]; then
+	if ! fetch meta-data/instance-id "$WORK/instance-id"; then
+		log "the metadata drive has no meta-data/instance-id: nothing done"
 		exit 1
 	fi
-	attempt=$((attempt + 1))
-	sleep 1
-done
+else
+	attempt=1
+	until get_token && fetch meta-data/instance-id "$WORK/instance-id"; do
+		if [ "$attempt" -ge "$TRIES" ]; then
+			log "no answer from the metadata service at $BASE after $TRIES tries: nothing done"
+			exit 1
+		fi
+		attempt=$((attempt + 1))
+		sleep 1
+	done
+fi
 INSTANCE_ID=$(head -n 1 "$WORK/instance-id")
 case $INSTANCE_ID in
 "" | *[!A-Za-z0-9_.-]*)
-	log "the metadata service gave an invalid instance id: nothing done"
+	log "the metadata gave an invalid instance id: nothing done"
 	exit 1
 	;;
 esac
-if [ -n "$TOKEN" ]; then
+if [ -n "$DRIVE" ]; then
+	log "instance $INSTANCE_ID (metadata drive $DRIVE_DEVICE)"
+elif [ -n "$TOKEN" ]; then
 	log "instance $INSTANCE_ID (metadata at $BASE, IMDSv2 token, $HTTP)"
 else
 	log "instance $INSTANCE_ID (metadata at $BASE, plain GETs, $HTTP)"

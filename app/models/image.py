@@ -23,6 +23,9 @@ class ImageBase(SQLModel):
     description: str = Field(default="", max_length=1024)
     arch: str = Field(max_length=16)
     is_public: bool = False
+    # Instances of the image get Wakame-vdc's metadata drive unless their launch says no
+    # (images whose init reads LABEL=METADATA, as wakame-init does).
+    metadata_drive: bool = False
 
 
 class Image(ImageBase, table=True):
@@ -60,3 +63,6 @@ class ImageUpdate(BaseModel):
     display_name: str | None = PydanticField(default=None, max_length=255)
     description: str | None = PydanticField(default=None, max_length=1024)
     is_public: bool | None = None
+    metadata_drive: bool | None = PydanticField(
+        default=None, description="Its instances get the metadata drive unless a launch says no"
+    )

@@ -62,6 +62,11 @@ class Instance(SQLModel, table=True):
     ssh_key_id: str | None = Field(default=None, foreign_key="ssh_key_pairs.id", max_length=32)
     # IMDS: "optional" (plain GETs and tokens) or "required" (IMDSv2 tokens only), as AWS.
     http_tokens: str = Field(default="optional", max_length=16)
+    # Wakame-vdc's metadata drive (app/services/compute/metadata_drive.py): decided at launch,
+    # and the digest of the content last put on the host (empty: none yet), so a start whose
+    # facts did not change uploads nothing.
+    metadata_drive: bool = False
+    metadata_drive_digest: str = Field(default="", max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
     launched_at: datetime | None = Field(default=None, sa_column=timestamp_column(nullable=True))
@@ -122,7 +127,14 @@ class InstanceCreate(BaseModel):
     volumes: list[LaunchVolume] = PydanticField(
         default_factory=list,
         max_length=MAX_LAUNCH_VOLUMES,
-        description="Blank volumes made and attached with the instance (vdb, vdc, ...)",
+        description="Blank volumes made and attached with the instance (vdb, vdc, ...; "
+        "vdc, vdd, ... with a metadata drive)",
+    )
+    metadata_drive: bool | None = PydanticField(
+        default=None,
+        description="Attach Wakame-vdc's metadata drive: a small FAT disk labelled METADATA "
+        "after the root disk (vdb), holding meta-data/ and user-data as files; default: the "
+        "image's metadata_drive",
     )
 
     @model_validator(mode="after")
@@ -136,18 +148,29 @@ class InstanceCreate(BaseModel):
         return self
 
     def user_data_bytes(self) -> bytes | None:
-        if self.user_data is not None:
-            return self.user_data.encode()
-        if self.user_data_base64 is not None:
-            try:
-                return base64.b64decode(self.user_data_base64, validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise ValueError("user_data_base64 is not valid base64") from exc
-        return None
+        return user_data_of(self.user_data, self.user_data_base64)
+
+
+def user_data_of(text: str | None, encoded: str | None) -> bytes | None:
+    """The user-data bytes a request gives, as text or base64 (None: not given)."""
+    if text is not None:
+        return text.encode()
+    if encoded is not None:
+        try:
+            return base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError("user_data_base64 is not valid base64") from exc
+    return None
 
 
 class InstanceUpdate(BaseModel):
     display_name: str | None = PydanticField(default=None, max_length=255)
+    user_data: str | None = PydanticField(
+        default=None, description="New user-data (text) of a stopped instance, as EC2 allows"
+    )
+    user_data_base64: str | None = PydanticField(
+        default=None, description="Or bytes, base64-encoded"
+    )
     http_tokens: Literal["optional", "required"] | None = PydanticField(
         default=None, description="Change the metadata options of a live instance"
     )
@@ -156,6 +179,17 @@ class InstanceUpdate(BaseModel):
         max_length=10,
         description="Replace its security groups; a running guest's firewall follows in seconds",
     )
+
+    @model_validator(mode="after")
+    def _one_user_data(self) -> Self:
+        if self.user_data is not None and self.user_data_base64 is not None:
+            raise ValueError("give user_data or user_data_base64, not both")
+        if len(self.user_data_bytes() or b"") > MAX_USER_DATA:
+            raise ValueError(f"user data is limited to {MAX_USER_DATA} bytes")
+        return self
+
+    def user_data_bytes(self) -> bytes | None:
+        return user_data_of(self.user_data, self.user_data_base64)
 
 
 class InterfacePublic(BaseModel):
@@ -187,6 +221,7 @@ class InstancePublic(BaseModel):
     security_group_ids: list[str]
     ssh_key_id: str | None
     http_tokens: str
+    metadata_drive: bool
     created_at: datetime
     updated_at: datetime
     launched_at: datetime | None

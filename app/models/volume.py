@@ -19,8 +19,16 @@ MIB = 1024**2
 GIB = 1024**3
 # Guest device names vdc hands out for data volumes; vda is the root disk.
 DATA_DEVICES = tuple(f"vd{letter}" for letter in "bcdefghijklmnopqrstuvwxyz")
+# An instance with a metadata drive has it right after its root disk, as Wakame-vdc did:
+# its volumes take the devices after that.
+METADATA_DRIVE_DEVICE = "vdb"
 DEVICE_PATTERN = r"^vd[b-z]$"
 MAX_LAUNCH_VOLUMES = 8
+
+
+def volume_devices(metadata_drive: bool) -> tuple[str, ...]:
+    """The devices an instance's volumes may take."""
+    return tuple(d for d in DATA_DEVICES if not (metadata_drive and d == METADATA_DRIVE_DEVICE))
 
 
 class VolumeState(StrEnum):

@@ -3,7 +3,8 @@ what the database says they should.
 
 Two kinds of difference:
 - orphan: something on a host (a domain, a volume, a DHCP entry or lease, a filter) or in the data
-  dir (an image file, a console log) that no live database row accounts for;
+  dir (an image file, a console log, a metadata drive) that no live database row accounts
+  for;
 - missing: a live row whose thing is not there. Only settled rows are checked for this
   (an instance `running` or `stopped`, a volume `available` or `attached` to nothing or to
   a settled instance): a row in a transition may be waiting for its job to make or remove it.
@@ -27,6 +28,7 @@ from app.models import HostNode, Image, ImageCopy, Instance, Network, NetworkInt
 from app.models.image_copy import CopyState
 from app.models.instance import InstanceState
 from app.models.volume import VolumeState
+from app.services.compute import metadata_drive
 from app.services.compute.probe_disk import NAME as PROBE_DISK
 from app.services.hypervisors import driver_for, shell_for
 from app.services.network import fabric, nwfilters
@@ -221,11 +223,13 @@ def _expected_volumes(
         pools.INSTANCE_POOL: set(),
         pools.VOLUME_POOL: set(),
     }
-    for instance_id in live:
-        entry = (pools.INSTANCE_POOL, pools.root_volume_name(instance_id))
-        may[pools.INSTANCE_POOL].add(entry)
+    for instance_id, instance in live.items():
+        entries = [(pools.INSTANCE_POOL, pools.root_volume_name(instance_id))]
+        if instance.metadata_drive:
+            entries.append((pools.INSTANCE_POOL, metadata_drive.volume_name(instance_id)))
+        may[pools.INSTANCE_POOL].update(entries)
         if instance_id in settled:
-            must[pools.INSTANCE_POOL].add(entry)
+            must[pools.INSTANCE_POOL].update(entries)
     for volume in session.exec(
         select(Volume)
         .where(Volume.host_node_id == host.id)
@@ -265,11 +269,17 @@ def _examine_data_dir(session: Session, settings: Settings) -> list[Finding]:
     found += [
         Finding("data dir", "image file", n, "missing") for n in sorted(image_files - on_disk)
     ]
+    live = set(
+        session.exec(select(Instance.id).where(col(Instance.state) != InstanceState.terminated))
+    )
     if settings.console_dir.is_dir():
-        live = set(
-            session.exec(select(Instance.id).where(col(Instance.state) != InstanceState.terminated))
-        )
         for name in sorted(p.name for p in settings.console_dir.iterdir()):
             if name.removesuffix(".log") not in live:
                 found.append(Finding("data dir", "console log", name, "orphan"))
+    # The metadata drives built here for the hosts ("." files: builds under way).
+    drives = settings.data_dir / metadata_drive.FOLDER
+    if drives.is_dir():
+        for name in sorted(p.name for p in drives.iterdir() if not p.name.startswith(".")):
+            if name.removesuffix(".img") not in live:
+                found.append(Finding("data dir", "metadata drive", name, "orphan"))
     return found

@@ -18,7 +18,7 @@ from app.services.listing import MAX_LIMIT, PageRequest
 from app.web.pages import DB, PageRoute, User, check_csrf, field_errors, form_of, redirect, render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
-EDIT_FIELDS = ("display_name", "description", "is_public")
+EDIT_FIELDS = ("display_name", "description", "is_public", "metadata_drive")
 
 
 @router.get("/images")
@@ -42,6 +42,7 @@ async def upload(
     display_name: str = "",
     description: str = "",
     is_public: bool = False,
+    metadata_drive: bool = False,
 ) -> Response:
     """The upload form's script sends the file as the raw body (XMLHttpRequest, so the
     page can show progress); the answer is JSON for that script."""
@@ -52,6 +53,7 @@ async def upload(
         description=description[:1024],
         display_name=display_name[:255],
         is_public=is_public,
+        metadata_drive=metadata_drive,
     )
     try:
         images.may_publish(user.account, is_public)
@@ -68,6 +70,7 @@ def edit_form(request: Request, image_id: str, session: DB, user: User) -> Respo
         "display_name": image.display_name,
         "description": image.description,
         "is_public": image.is_public,
+        "metadata_drive": image.metadata_drive,
     }
     return render(request, "image.html", {"image": image, "values": values, "errors": {}})
 
@@ -81,6 +84,7 @@ async def edit(request: Request, image_id: str, session: DB, user: User) -> Resp
             display_name=form.get("display_name", ""),
             description=form.get("description", ""),
             is_public=form.get("is_public") == "on",
+            metadata_drive=form.get("metadata_drive") == "on",
         )
         images.update_image(session, user.account, image_id, changes)
     except (ValidationError, AppError) as error:

@@ -32,7 +32,10 @@ LAUNCH_FIELDS = (
     "ssh_key_id",
     "security_group_ids",
     "user_data",
+    "metadata_drive",
 )
+# The launch form's metadata drive choice: "" leaves it to the image.
+DRIVE_CHOICES = {"": None, "yes": True, "no": False}
 ACTIONS = ("start", "stop", "reboot", "poweroff")
 QUOTA_LABELS = {
     "instances": "Instances",
@@ -131,6 +134,7 @@ async def launch(request: Request, session: DB, user: User) -> Response:
             security_group_ids=group_ids,
             # Browsers send textarea line ends as CRLF: the guest gets what was typed.
             user_data=values["user_data"].replace("\r\n", "\n") or None,
+            metadata_drive=_drive_choice(values["metadata_drive"]),
         )
         if not values["image_id"]:
             raise BadRequest("choose an image")
@@ -178,6 +182,12 @@ def console(request: Request, instance_id: str, session: DB, user: User) -> Resp
     instance = access.get(session, user.account, Instance, instance_id)
     output = instances.console_output(session, request.app.state.settings, instance)
     return render(request, "console.html", {"instance": instance, "console": output})
+
+
+def _drive_choice(value: str) -> bool | None:
+    if value not in DRIVE_CHOICES:
+        raise BadRequest(f"metadata drive: {value!r} is not a choice (yes, no, or the image's)")
+    return DRIVE_CHOICES[value]
 
 
 def _status(error: Exception) -> int:

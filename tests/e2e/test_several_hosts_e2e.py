@@ -28,6 +28,12 @@ READ_OWN = r"""
 echo "OWN id=$(wget -q -O - http://169.254.169.254/latest/meta-data/instance-id)"
 echo "OWN user-data=$(wget -q -O - http://169.254.169.254/latest/user-data)"
 """
+# The metadata drive of a guest on node2: built by vdc on node1, uploaded through libvirt.
+READ_DRIVE = r"""
+mkdir -p /mnt/md && mount -t vfat -o ro "$(findfs LABEL=METADATA)" /mnt/md || exit 4
+echo "DRIVE id=$(cat /mnt/md/meta-data/instance-id)"
+umount /mnt/md
+"""
 
 
 class FirstHost:
@@ -121,7 +127,8 @@ def test_guests_on_two_hosts_are_one_network(dc: E2E) -> None:
     # --- (1) A on node1, B on node2: what the API says, each sees; they reach each other --
     a = launch_on(dc, "dc-a", "node1")
     b = launch_on(dc, "dc-b", "node2")
-    second_on_node2 = launch_on(dc, "dc-c", "node2")  # (2): same image, same host, at once
+    # (2): same image, same host, at once; with a metadata drive, which node2 gets as well
+    second_on_node2 = launch_on(dc, "dc-c", "node2", metadata_drive=True)
     guests = {"a": a, "b": b, "c": second_on_node2}
     for name, guest in guests.items():
         shown = dc.wait_state(guest["id"], "running")
@@ -142,6 +149,9 @@ def test_guests_on_two_hosts_are_one_network(dc: E2E) -> None:
         assert rc == 0, output
         seen = dict(re.findall(r"OWN ([^=]+)=(.*)", output))
         assert seen == {"id": guest["id"], "user-data": USER_DATA.format(name=guest["hostname"])}
+    c = second_on_node2
+    rc, output = dc.run_in_guest(c["id"], c["ip_address"], READ_DRIVE, timeout=90)
+    assert rc == 0 and f"DRIVE id={c['id']}" in output, output
 
     # With guests on both hosts, the doctor finds every bridge, port and entry as it should be,
     # and notices one that went missing behind vdc's back.
@@ -166,7 +176,10 @@ def test_guests_on_two_hosts_are_one_network(dc: E2E) -> None:
     image = dc.get(f"/api/v1/images/{dc.image_id}")
     copies = [(c["host_node_id"], c["state"]) for c in image["copies"]]
     assert copies == [(host_id(dc, "node2"), "available")]
-    assert dc.log("vdc-serve").count(f"image {dc.image_id} uploaded to host node2") == 1
+    # The whole log: dc.log() keeps its last 4000 characters, where the access log of the
+    # console polls above may have pushed this line out.
+    served = (dc.run_dir / "vdc-serve.log").read_text(errors="replace")
+    assert served.count(f"image {dc.image_id} uploaded to host node2") == 1
     idle = dc.manage(
         "image", "add", "local", str(dc.data_dir / "import" / "vdc-e2e-guest.qcow2"),
         "--arch", "x86_64", "--description", "never launched",
@@ -209,7 +222,8 @@ echo SPOOF-DONE
     network = dc.get(f"/api/v1/networks/{dc.network_id}")
     for node in ("node1", "node2"):
         assert virsh_on(dc, node, "list", "--all", "--name").strip() == ""
-        assert virsh_on(dc, node, "vol-list", "vdc-instances").count(".qcow2") == 0
+        left = virsh_on(dc, node, "vol-list", "vdc-instances")
+        assert left.count(".qcow2") == 0 and "-metadata.img" not in left
     links = run_on(dc, "node2", "ip", "-br", "link")
     assert network["bridge"] not in links and "vx" not in links
     assert "vx" not in run_on(dc, "node1", "ip", "-br", "link")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -198,6 +199,23 @@ class TestImageLifecycle:
         missing = run(settings, "vdc-manage", "image", "show", image_id, check=False)
         assert missing.returncode == 1 and f"image {image_id} not found" in missing.stderr
         assert list(settings.image_dir.iterdir()) == []
+
+    def test_metadata_drive_default_on_add_and_update(
+        self, settings: Settings, make_disk: Callable[..., Path]
+    ) -> None:
+        disk = make_disk("wakame.qcow2")
+        image_id = add_local(settings, disk, "--arch", "x86_64", "--metadata-drive").stdout
+        shown = json.loads(
+            run(settings, "vdc-manage", "image", "show", image_id.strip(), "--json").stdout
+        )
+        assert shown["metadata_drive"] is True
+        run(settings, "vdc-manage", "image", "update", image_id.strip(), "--no-metadata-drive")
+        shown = json.loads(
+            run(settings, "vdc-manage", "image", "show", image_id.strip(), "--json").stdout
+        )
+        assert shown["metadata_drive"] is False
+        helped = run(settings, "vdc-manage", "image", "update", "--help").stdout
+        assert "--metadata-drive" in helped and "--no-metadata-drive" in helped
 
 
 class TestAccounts:

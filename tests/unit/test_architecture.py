@@ -135,6 +135,19 @@ def test_metadata_reads_models_never_services() -> None:
     assert {m: d for m, d in offenders.items() if d} == {}
 
 
+def test_services_take_only_the_metadata_trees_pure_modules() -> None:
+    """The metadata drive (compute/metadata_drive.py) holds what the service answers: it
+    gathers the facts and renders the tree as the service does, and takes nothing else of
+    the metadata app (no listener, tokens, caches or rate limits)."""
+    pure = ("metadata.facts", "metadata.tree", "metadata.drive")
+    offenders = {
+        m: sorted(d for d in deps if d.startswith("metadata") and d not in pure)
+        for m, deps in GRAPH.items()
+        if m.startswith("app.services")
+    }
+    assert {m: d for m, d in offenders.items() if d} == {}
+
+
 def test_models_import_no_services() -> None:
     offenders = {
         m: sorted(d for d in deps if d.startswith(("app.services", "app.api", "app.web")))

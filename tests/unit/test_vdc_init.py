@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -110,16 +111,25 @@ def _handler(metadata: Metadata) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture
-def metadata() -> Iterator[tuple[Metadata, str]]:
+@contextmanager
+def serve_metadata() -> Iterator[tuple[Metadata, str]]:
+    """The fake service for instance i-first001, and its URL."""
     service = Metadata(paths={})
     service.for_instance("i-first001", "web-1.example.internal", [KEY_A])
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(service))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield service, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    try:
+        yield service, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def metadata() -> Iterator[tuple[Metadata, str]]:
+    with serve_metadata() as served:
+        yield served
 
 
 @dataclass

@@ -159,6 +159,10 @@ def launch(
             user_data=user_data,
             ssh_key_id=ssh_key_id,
             http_tokens=body.http_tokens,
+            # The launch's choice, else the image's: images whose init reads the drive.
+            metadata_drive=(
+                image.metadata_drive if body.metadata_drive is None else body.metadata_drive
+            ),
         )
         session.add(instance)
         session.flush()
@@ -218,6 +222,16 @@ def update_instance(
         instance.display_name = body.display_name
     if body.http_tokens is not None:
         instance.http_tokens = body.http_tokens
+    user_data = body.user_data_bytes()
+    if user_data is not None:
+        # As EC2: a running guest may have read the old one; the next start shows the new
+        # one (and rebuilds a metadata drive).
+        if instance.state != InstanceState.stopped:
+            raise Conflict(
+                f"instance {instance.id} is {instance.state}: user-data changes only while it "
+                "is stopped"
+            )
+        instance.user_data = user_data
     if body.security_group_ids is not None:
         if instance.state in GONE_STATES:
             raise Conflict(f"instance {instance.id} is {instance.state}")

@@ -15,6 +15,7 @@ from sqlmodel import col
 
 from app.models import HostNode, Image, Instance, Network, NetworkInterface
 from app.models.lookups import interfaces_with_networks
+from app.services.compute import metadata_drive
 from app.services.hypervisors import driver_for
 from app.services.jobs_context import JobContext
 from app.services.network import fabric, nwfilters
@@ -85,9 +86,13 @@ def ensure_running(ctx: JobContext, loaded: Loaded, owner: str) -> None:
             backing_format=image.format,
         ),
     )
+    drive = metadata_drive.ensure_drive(ctx, instance.id, driver)
     data_disks = [
-        pools.disk_spec(volume, volume_jobs.ensure_on_host(ctx, volume))
-        for volume in volume_jobs.data_volumes_of(ctx, instance.id)
+        *([drive] if drive is not None else []),  # vdb, before the volumes (vdc, ...)
+        *(
+            pools.disk_spec(volume, volume_jobs.ensure_on_host(ctx, volume))
+            for volume in volume_jobs.data_volumes_of(ctx, instance.id)
+        ),
     ]
     driver.ensure_pool(pools.pool_spec(settings, CONSOLE_POOL))  # virtlogd writes the log there
     guest = driver.ensure_domain(
@@ -122,18 +127,22 @@ def virt_type(ctx: JobContext, host: HostNode, driver: HostDriver) -> str:
 
 
 def tear_down(ctx: JobContext, loaded: Loaded) -> None:
-    """Removes the domain, its root disk, its filters, DHCP entries and leases, and its
-    console log; then the interfaces' rows, and the host's segments no guest uses now."""
+    """Removes the domain, its root disk and metadata drive, its filters, DHCP entries and
+    leases, and its console log; then the interfaces' rows, and the host's segments no
+    guest uses now."""
     instance = loaded.instance
     if loaded.host is not None:
         driver = loaded.driver
         driver.undefine(instance.id)
         driver.delete_volume(INSTANCE_POOL, root_volume_name(instance.id))
+        metadata_drive.remove(ctx.settings, driver, instance.id)
         pools.delete_console_log(ctx.settings, driver, instance.id)
         for nic, network in loaded.interfaces:
             driver.delete_filter(nwfilters.filter_name(nic))  # the domain using it is gone
             entry = DhcpHost(nic.mac_address, nic.ip_address)
             fabric.remove_dhcp_entry(ctx, network, loaded.host, entry)
+    else:
+        metadata_drive.remove(ctx.settings, None, instance.id)  # built, never placed
     volume_jobs.release_on_terminate(ctx, loaded.host, instance.id)
     with ctx.session() as session:
         for nic, _ in loaded.interfaces:

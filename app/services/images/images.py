@@ -41,6 +41,7 @@ class ImageSpec:
     display_name: str = ""
     is_public: bool = False
     convert_to: str | None = None
+    metadata_drive: bool = False  # its instances get the metadata drive by default
 
     def check(self) -> None:
         if self.arch not in KNOWN_ARCHES:
@@ -228,6 +229,7 @@ def _record(
         description=spec.description,
         arch=spec.arch,
         is_public=spec.is_public,
+        metadata_drive=spec.metadata_drive,
         source=source,
         format=info.format,
         virtual_size=info.virtual_size,

@@ -20,11 +20,13 @@ from app.models.instance import GONE_STATES, InstanceState
 from app.models.volume import (
     DATA_DEVICES,
     GIB,
+    METADATA_DRIVE_DEVICE,
     LaunchVolume,
     VolumeAttach,
     VolumeCreate,
     VolumeState,
     VolumeUpdate,
+    volume_devices,
 )
 from app.services import access, jobs, placement, quotas
 from app.services.listing import PageRequest
@@ -147,7 +149,7 @@ def attach_volume(session: Session, account: Account, volume_id: str, body: Volu
             f"{instance.host_node_id}: create the volume with instance_id={instance.id}"
         )
     for _ in range(_DEVICE_ATTEMPTS):
-        device = _free_device(session, instance.id, body.device)
+        device = _free_device(session, instance, body.device)
         savepoint = session.begin_nested()
         try:
             won = _compare_and_set(
@@ -210,8 +212,9 @@ def add_launch_volumes(
     image: Image,
     extra: list[LaunchVolume],
 ) -> list[Volume]:
-    """The root disk as a boot volume (vda), plus the blank volumes asked for (vdb, ...),
-    all `attaching` until the launch job has built them into the domain."""
+    """The root disk as a boot volume (vda), plus the blank volumes asked for (vdb, ...,
+    or vdc, ... after a metadata drive), all `attaching` until the launch job has built
+    them into the domain."""
     root = Volume(
         id=new_id("volume"),
         account_id=instance.account_id,
@@ -225,7 +228,7 @@ def add_launch_volumes(
         delete_on_termination=True,
     )
     made = [root]
-    for wanted, device in zip(extra, DATA_DEVICES, strict=False):
+    for wanted, device in zip(extra, volume_devices(instance.metadata_drive), strict=False):
         made.append(
             Volume(
                 id=new_id("volume"),
@@ -283,16 +286,22 @@ def _checked_size(settings: Settings, size: int | None, image: Image | None) -> 
     return size
 
 
-def _free_device(session: Session, instance_id: str, wanted: str | None) -> str:
-    used = set(session.exec(select(Volume.device).where(Volume.instance_id == instance_id)))
+def _free_device(session: Session, instance: Instance, wanted: str | None) -> str:
+    used = set(session.exec(select(Volume.device).where(Volume.instance_id == instance.id)))
     if wanted is not None:
+        if instance.metadata_drive and wanted == METADATA_DRIVE_DEVICE:
+            raise Conflict(
+                f"device {wanted} of instance {instance.id} is its metadata drive; "
+                "choose another device or leave it out"
+            )
         if wanted in used:
-            raise Conflict(f"device {wanted} of instance {instance_id} is taken")
+            raise Conflict(f"device {wanted} of instance {instance.id} is taken")
         return wanted
-    for device in DATA_DEVICES:
+    for device in volume_devices(instance.metadata_drive):
         if device not in used:
             return device
-    raise Conflict(f"instance {instance_id} has no free device left (vdb..vdz are in use)")
+    first, last = volume_devices(instance.metadata_drive)[0], DATA_DEVICES[-1]
+    raise Conflict(f"instance {instance.id} has no free device left ({first}..{last} are in use)")
 
 
 def _compare_and_set(

@@ -84,7 +84,8 @@ function watchUpload() {
       arch: form.elements.arch.value,
       display_name: form.elements.display_name.value,
       description: form.elements.description.value,
-      is_public: form.elements.is_public.checked ? "true" : "false",
+      is_public: form.elements.is_public && form.elements.is_public.checked ? "true" : "false",
+      metadata_drive: form.elements.metadata_drive.checked ? "true" : "false",
     });
     const request = new XMLHttpRequest();
     request.open("POST", form.getAttribute("data-upload") + "?" + query.toString());

@@ -67,6 +67,9 @@ MODULES: tuple[str, ...] = (
     "virtio_blk",
     "acpiphp",
 )
+# Loaded after those: vfat and the code pages its defaults name (codepage 437, iocharset
+# ascii), for the metadata drive (tests/e2e/test_metadata_drive_e2e.py mounts it).
+VFAT_MODULES: tuple[str, ...] = ("fat", "vfat", "nls_cp437", "nls_ascii")
 
 INITRAMFS_DIRECTORIES = (
     "bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "run", "var",
@@ -360,7 +363,7 @@ def _initramfs(busybox: Path, modules_dir: Path) -> bytes:
     cpio.file("init", INIT_SCRIPT.read_bytes(), 0o755)
     cpio.file("etc/udhcpc/default.script", UDHCPC_SCRIPT.read_bytes(), 0o755)
     loaded: list[str] = []
-    for name in MODULES:
+    for name in (*MODULES, *VFAT_MODULES):
         path = index.get(name)
         if path is None:
             where = "built in" if f"/{name}.ko" in builtin.replace("-", "_") else "absent"

@@ -84,6 +84,13 @@ def test_meta_data_listing_has_ec2_and_wakame_keys() -> None:
             "10.0.0.0/24",
         ),
         ("meta-data/network/interfaces/macs/52:54:00:aa:bb:cc/device-number", "0"),
+        # Wakame-vdc's keys per interface, what wakame-init configures the interface from.
+        ("meta-data/network/interfaces/macs/52:54:00:aa:bb:cc/x-gateway", "10.0.0.1"),
+        ("meta-data/network/interfaces/macs/52:54:00:aa:bb:cc/x-netmask", "255.255.255.0"),
+        ("meta-data/network/interfaces/macs/52:54:00:aa:bb:cc/x-network", "10.0.0.0"),
+        ("meta-data/network/interfaces/macs/52:54:00:aa:bb:cc/x-broadcast", "10.0.0.255"),
+        ("meta-data/network/interfaces/macs/52:54:00:aa:bb:cc/x-metric", "100"),
+        ("meta-data/network/interfaces/macs/52:54:00:aa:bb:cc/x-dns", "10.0.0.1"),
     ],
 )
 def test_leaves(path: str, expected: str) -> None:
