@@ -3,16 +3,19 @@ every state transition and refusal, terminate, and what libvirt holds at each st
 
 from __future__ import annotations
 
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
+import libvirt
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from app.config import Settings
 from hypervisor.connection import POOL
+from hypervisor.guest import Guest
 from tests.conftest import Keys, bearer
 from tests.integration.cloud import Cloud, build_cloud
 
@@ -34,6 +37,12 @@ def dhcp_hosts(cloud: Cloud) -> dict[str, tuple[str, str | None]]:
 
 def domain_names(cloud: Cloud) -> set[str]:
     return {d.name() for d in POOL.get(cloud.host_uri).listAllDomains(0)}
+
+
+def libvirt_state(cloud: Cloud, instance_id: str) -> int:
+    """What libvirt says of the domain (VIR_DOMAIN_RUNNING, VIR_DOMAIN_SHUTOFF, ...), not vdc."""
+    state, _reason = POOL.get(cloud.host_uri).lookupByName(instance_id).state()
+    return int(state)
 
 
 class TestLaunch:
@@ -140,6 +149,46 @@ class TestLifecycle:
         assert cloud.action(instance_id, "poweroff").status_code == 202
         cloud.wait_for(instance_id, "stopped")
         assert not domain.isActive()
+
+    def test_stop_asks_the_guest_to_shut_down_and_its_domain_is_off(
+        self, cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        instance_id = cloud.wait_for(cloud.launch()["id"], "running")["id"]
+        asked: list[str] = []
+        acpi_shutdown = Guest.shutdown
+
+        def shutdown(guest: Guest) -> None:
+            asked.append(guest.name)
+            acpi_shutdown(guest)  # the test driver's guest obeys at once
+
+        monkeypatch.setattr(Guest, "shutdown", shutdown)
+        assert cloud.action(instance_id, "stop").status_code == 202
+        stopped = cloud.wait_for(instance_id, "stopped")
+        # libvirt's word, not vdc's: the domain really is off.
+        assert libvirt_state(cloud, instance_id) == libvirt.VIR_DOMAIN_SHUTOFF
+        assert asked == [instance_id]
+        assert stopped["state_reason"] == ""  # it shut down when asked: nothing was forced
+
+    def test_a_guest_that_ignores_acpi_is_forced_off_after_the_stop_timeout(
+        self, cloud: Cloud, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        instance_id = cloud.wait_for(cloud.launch()["id"], "running")["id"]
+        ignored: list[str] = []
+        monkeypatch.setattr(Guest, "shutdown", lambda guest: ignored.append(guest.name))
+        asked_at = time.monotonic()
+        assert cloud.action(instance_id, "stop").status_code == 202
+        stopped = cloud.wait_for(instance_id, "stopped", timeout=settings.stop_timeout + 60)
+        assert time.monotonic() - asked_at >= settings.stop_timeout  # it waited for the guest
+        assert ignored == [instance_id]
+        assert libvirt_state(cloud, instance_id) == libvirt.VIR_DOMAIN_SHUTOFF
+        assert stopped["state_reason"] == (
+            f"forced off: the guest did not shut down within {settings.stop_timeout:g}s"
+        )
+        # Off for good: started again, it runs, and a stop that is obeyed says nothing forced.
+        monkeypatch.undo()
+        assert cloud.action(instance_id, "start").status_code == 202
+        assert cloud.wait_for(instance_id, "running")["state_reason"] == ""
+        assert libvirt_state(cloud, instance_id) == libvirt.VIR_DOMAIN_RUNNING
 
     def test_actions_in_the_wrong_state_are_409(self, cloud: Cloud) -> None:
         instance_id = cloud.wait_for(cloud.launch()["id"], "running")["id"]
