@@ -292,3 +292,49 @@ class TestListing:
             ).status_code
             == 422
         )
+
+
+class TestAddresses:
+    def test_a_three_address_range_fills_to_its_last_address_and_a_terminate_frees_one(
+        self, cloud: Cloud
+    ) -> None:
+        made = cloud.client.post(
+            "/api/v1/networks",
+            json={
+                "name": "tiny",
+                "cidr": "10.40.0.0/24",
+                "dhcp_start": "10.40.0.10",
+                "dhcp_end": "10.40.0.12",
+            },
+            headers=bearer(cloud.admin),
+        )
+        assert made.status_code == 201, made.text
+        network_id = made.json()["id"]
+
+        launched = [cloud.launch(network_id=network_id) for _ in range(3)]
+        assert [i["ip_address"] for i in launched] == ["10.40.0.10", "10.40.0.11", "10.40.0.12"]
+        for instance in launched:  # the last address of the range works on the host too
+            cloud.wait_for(instance["id"], "running")
+        network = POOL.get(cloud.host_uri).networkLookupByName(f"vdc-{network_id}")
+        entries = {h.get("ip") for h in ET.fromstring(network.XMLDesc(0)).iter("host")}
+        assert entries == {"10.40.0.10", "10.40.0.11", "10.40.0.12"}
+
+        # The range is full: the next launch is refused, naming it, and creates nothing.
+        full = cloud.client.post(
+            "/api/v1/instances",
+            json={"image_id": cloud.image_id, "instance_type": "nano", "network_id": network_id},
+            headers=bearer(cloud.admin),
+        )
+        assert full.status_code == 409, full.text
+        assert full.json()["detail"] == (
+            f"network {network_id} has no free address left in 10.40.0.10 - 10.40.0.12"
+        )
+        listed = cloud.client.get("/api/v1/instances", headers=bearer(cloud.admin)).json()
+        assert listed["total"] == 3
+
+        # A terminate frees its address, and the next launch gets exactly that one.
+        cloud.client.delete(f"/api/v1/instances/{launched[1]['id']}", headers=bearer(cloud.admin))
+        cloud.wait_for(launched[1]["id"], "terminated")
+        again = cloud.launch(network_id=network_id)
+        assert again["ip_address"] == "10.40.0.11"
+        cloud.wait_for(again["id"], "running")
