@@ -150,6 +150,40 @@ class TestWhoIsAsking:
         )
         assert claimed.text == other["id"]
 
+    def test_a_signed_forward_whose_instance_id_does_not_match_the_address_is_404(
+        self,
+        cloud: Cloud,
+        guest,  # type: ignore[no-untyped-def]
+    ) -> None:
+        a = cloud.wait_for(cloud.launch(user_data="secret-a")["id"], "running")
+        b = cloud.wait_for(cloud.launch(user_data="secret-b")["id"], "running")
+        proxy = guest("10.99.0.9", base_url="http://10.99.0.1:8775")  # a proxy elsewhere
+
+        def forwarded(instance_id: str, address: str) -> dict[str, str]:
+            # A valid signature: the proxy vouches for the instance id, not for the pair.
+            return {
+                "X-Forwarded-For": address,
+                "X-Instance-ID": instance_id,
+                "X-Instance-ID-Signature": sign(PROXY_SECRET.encode(), instance_id),
+            }
+
+        # The pair that matches is answered (what the mismatches below are compared to).
+        matched = proxy.get("/latest/user-data", headers=forwarded(a["id"], a["ip_address"]))
+        assert (matched.status_code, matched.text) == (200, "secret-a")
+        ttl = {"X-aws-ec2-metadata-token-ttl-seconds": "60"}
+        for instance_id, address in (
+            (a["id"], b["ip_address"]),  # a's id, b's address
+            (b["id"], a["ip_address"]),
+            ("i-nothere0", a["ip_address"]),  # no such instance
+            (a["id"], "10.10.0.250"),  # no instance at that address
+        ):
+            headers = forwarded(instance_id, address)
+            for path in ("/latest/meta-data/instance-id", "/latest/user-data"):
+                answer = proxy.get(path, headers=headers)
+                assert answer.status_code == 404, (instance_id, address, path, answer.text)
+            token = proxy.put("/latest/api/token", headers={**headers, **ttl})
+            assert token.status_code == 403, (instance_id, address, token.text)
+
 
 class TestImdsV2:
     def test_token_flow(self, cloud: Cloud, guest) -> None:  # type: ignore[no-untyped-def]
