@@ -250,14 +250,22 @@ class TestChanging:
     ) -> None:
         key = keys.new("alice")
         image = upload(client, key, make_disk("a.qcow2")).json()
-        null = client.patch(
-            f"/api/v1/images/{image['id']}", json={"display_name": None}, headers=bearer(key)
-        )
-        assert null.status_code == 400
-        wrong = client.patch(
-            f"/api/v1/images/{image['id']}", json={"is_public": "maybe"}, headers=bearer(key)
-        )
-        assert wrong.status_code == 422
+        url = f"/api/v1/images/{image['id']}"
+        # Each refused body also carries a valid change: refused means none of it applied.
+        for body, status in (
+            ({"display_name": "renamed", "account_id": "a-shpoolxx"}, 422),  # not a field
+            ({"display_name": "renamed", "file_name": "../../etc/shadow"}, 422),  # hidden one
+            ({"display_name": "renamed", "sha256": "0" * 64, "format": "raw"}, 422),
+            ({"display_name": "renamed", "description": None}, 400),  # null: never "clear"
+            ({"display_name": None}, 400),
+            ({"display_name": "renamed", "is_public": "maybe"}, 422),
+        ):
+            refused = client.patch(url, json=body, headers=bearer(key))
+            assert refused.status_code == status, (body, refused.text)
+            assert client.get(url, headers=bearer(key)).json() == image, body
+        unknown = client.patch(url, json={"owner": "bob"}, headers=bearer(key))
+        assert unknown.json()["type"] == "validation_error"
+        assert "owner" in unknown.json()["detail"]
 
     def test_missing_image_is_404(self, client: TestClient, keys: Keys) -> None:
         response = client.get("/api/v1/images/wmi-nothere0", headers=bearer(keys.new("alice")))
