@@ -3,10 +3,12 @@ every state transition and refusal, terminate, and what libvirt holds at each st
 
 from __future__ import annotations
 
+import base64
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import libvirt
 import pytest
@@ -16,6 +18,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from hypervisor.connection import POOL
 from hypervisor.guest import Guest
+from metadata.app import create_metadata_app
 from tests.conftest import Keys, bearer
 from tests.integration.cloud import Cloud, build_cloud
 
@@ -43,6 +46,12 @@ def libvirt_state(cloud: Cloud, instance_id: str) -> int:
     """What libvirt says of the domain (VIR_DOMAIN_RUNNING, VIR_DOMAIN_SHUTOFF, ...), not vdc."""
     state, _reason = POOL.get(cloud.host_uri).lookupByName(instance_id).state()
     return int(state)
+
+
+def metadata_client(engine: sa.Engine, instance: dict[str, Any]) -> TestClient:
+    """The metadata service as the instance asks it: from its address, at its gateway."""
+    app = create_metadata_app(engine, "vdc-1", token_secret="t" * 32)
+    return TestClient(app, base_url="http://10.10.0.1:8775", client=(instance["ip_address"], 40000))
 
 
 class TestLaunch:
@@ -120,9 +129,19 @@ class TestLaunch:
             cloud.client.get("/api/v1/instances", headers=bearer(cloud.admin)).json()["total"] == 0
         )
 
-    def test_user_data_up_to_16k_and_binary(self, cloud: Cloud) -> None:
-        assert cloud.launch(user_data="x" * 16 * 1024)["user_data_size"] == 16 * 1024
-        assert cloud.launch(user_data_base64="H4sIAAAAAAAA/wMAAAAAAAAAAAA=")["user_data_size"] == 20
+    def test_user_data_up_to_16k_and_binary(self, cloud: Cloud, engine: sa.Engine) -> None:
+        # What the guest reads back is byte for byte what was given, text or binary.
+        text = "#!/bin/sh\n" + "x" * (16 * 1024 - 10)
+        binary = bytes(range(256)) + b"\x1f\x8b\x08\x00\xff\xfe\r\n\x00" + bytes(1000)
+        large = cloud.launch(user_data=text)
+        assert large["user_data_size"] == 16 * 1024
+        packed = cloud.launch(user_data_base64=base64.b64encode(binary).decode())
+        assert packed["user_data_size"] == len(binary)
+        for launched, expected in ((large, text.encode()), (packed, binary)):
+            running = cloud.wait_for(launched["id"], "running")
+            answer = metadata_client(engine, running).get("/latest/user-data")
+            assert answer.status_code == 200
+            assert answer.content == expected
 
 
 class TestLifecycle:
@@ -242,18 +261,52 @@ class TestLifecycle:
 
     def test_console_output(self, cloud: Cloud, settings: Settings) -> None:
         instance_id = cloud.wait_for(cloud.launch()["id"], "running")["id"]
-        empty = cloud.client.get(
-            f"/api/v1/instances/{instance_id}/console", headers=bearer(cloud.admin)
-        ).json()
-        assert empty == {"instance_id": instance_id, "output": "", "truncated": False}
+
+        def console() -> dict[str, Any]:
+            response = cloud.client.get(
+                f"/api/v1/instances/{instance_id}/console", headers=bearer(cloud.admin)
+            )
+            assert response.status_code == 200, response.text
+            return dict(response.json())
+
+        assert console() == {"instance_id": instance_id, "output": "", "truncated": False}
         # On a real host virtlogd writes this file (in the console pool's folder, which
         # libvirt makes); the test driver runs no guest and makes no folder.
         settings.console_dir.mkdir(parents=True, exist_ok=True)
-        (settings.console_dir / f"{instance_id}.log").write_bytes(b"Booting\xff\nlogin: ")
-        console = cloud.client.get(
-            f"/api/v1/instances/{instance_id}/console", headers=bearer(cloud.admin)
-        ).json()
-        assert console["output"] == "Booting\ufffd\nlogin: "
+        log = settings.console_dir / f"{instance_id}.log"
+        log.write_bytes(b"Booting\xff\nlogin: ")
+        assert console() == {
+            "instance_id": instance_id,
+            "output": "Booting\ufffd\nlogin: ",
+            "truncated": False,
+        }
+        # Exactly 64 KiB is all of it; one byte more and the answer says it was cut.
+        tail = b"".join(b"line %05d\n" % n for n in range(6554))[: 64 * 1024]
+        log.write_bytes(tail)
+        assert (console()["output"], console()["truncated"]) == (tail.decode(), False)
+        log.write_bytes(b"the first boot, long gone\n" * 100 + tail)
+        cut = console()
+        assert cut["truncated"] is True
+        assert cut["output"] == tail.decode()  # the last 64 KiB, to the byte
+
+    def test_an_image_cannot_be_deleted_while_an_instance_stands_on_it(
+        self, cloud: Cloud, settings: Settings
+    ) -> None:
+        instance_id = cloud.wait_for(cloud.launch()["id"], "running")["id"]
+        image_url = f"/api/v1/images/{cloud.image_id}"
+        image_file = settings.image_dir / f"{cloud.image_id}.qcow2"
+        for state in ("running", "stopped"):  # its root disk is an overlay on the image
+            if state == "stopped":
+                cloud.action(instance_id, "stop")
+                cloud.wait_for(instance_id, "stopped")
+            refused = cloud.client.delete(image_url, headers=bearer(cloud.admin))
+            assert refused.status_code == 409, (state, refused.text)
+            assert instance_id in refused.json()["detail"]
+            assert cloud.client.get(image_url, headers=bearer(cloud.admin)).status_code == 200
+            assert image_file.exists()
+        # ...and the instance still starts from it.
+        assert cloud.action(instance_id, "start").status_code == 202
+        cloud.wait_for(instance_id, "running")
 
 
 class TestListing:
