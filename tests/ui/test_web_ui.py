@@ -2,7 +2,8 @@
 launch with user-data, watch it run, read its console, stop and terminate it; the other
 pages do their jobs, and every refusal shows next to the field it concerns.
 
-Screenshots of the main pages go to docs/screenshots/ (the README shows them).
+Screenshots of the main pages go to .artifacts/screenshots/; `make screenshots` refreshes the
+README's, in docs/screenshots/ (tests/ui/conftest.py).
 """
 
 from __future__ import annotations
