@@ -49,7 +49,7 @@ def vdc_serve(tmp_path: Path, ports: Callable[[], int], **extra_env: str) -> Ite
         )
     base = f"http://127.0.0.1:{api_port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # generous: waited for, not slept
         while time.monotonic() < deadline:
             assert proc.poll() is None, log.read_text()
             try:

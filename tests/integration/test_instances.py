@@ -256,7 +256,7 @@ class TestLifecycle:
     def test_a_guest_that_powers_itself_off_is_seen_stopped(self, cloud: Cloud) -> None:
         instance_id = cloud.wait_for(cloud.launch()["id"], "running")["id"]
         POOL.get(cloud.host_uri).lookupByName(instance_id).destroy()  # as if the guest ran poweroff
-        stopped = cloud.wait_for(instance_id, "stopped", timeout=10)
+        stopped = cloud.wait_for(instance_id, "stopped")
         assert "powered itself off" in stopped["state_reason"]
 
     def test_console_output(self, cloud: Cloud, settings: Settings) -> None:

@@ -121,7 +121,7 @@ class TestWhoIsAsking:
         cloud.client.delete(f"/api/v1/instances/{running['id']}", headers=bearer(cloud.admin))
         cloud.wait_for(running["id"], "terminated")
         # The service learns of changes in the background, within a fraction of a second.
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 30  # generous: the answer is waited for, not the clock
         while guest(running["ip_address"]).get("/latest/meta-data/instance-id").status_code != 404:
             assert time.monotonic() < deadline, "a terminated instance's address still answers"
             time.sleep(0.05)
@@ -253,7 +253,7 @@ class TestImdsV2:
         )
         assert changed.json()["http_tokens"] == "optional"
         # Leases (with their token option) are cached for a second at most.
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 30  # generous: the answer is waited for, not the clock
         while me.get("/latest/meta-data/instance-id").status_code != 200:
             assert time.monotonic() < deadline, "the change never applied"
             time.sleep(0.1)
