@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fmt e2e bench setup host-packages venv clean
+.PHONY: run test lint fmt e2e bench screenshots setup host-packages venv clean
 
 run: setup
 	$(BIN)/vdc migrate
@@ -32,6 +32,12 @@ test: setup
 # Real guests only: a network namespace with its own libvirtd, vdc serve inside it.
 e2e: setup
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+# The README's screenshots (docs/screenshots/), taken again by the UI tests; other runs of
+# the tests put theirs in .artifacts/screenshots/ and leave the checkout clean.
+screenshots: setup
+	@bash scripts/install-host-packages.sh test
+	VDC_REFRESH_SCREENSHOTS=1 $(BIN)/pytest tests/ui $(PYTEST_ARGS)
 
 # Benchmarks print a ratio against a baseline measured in the same run.
 bench: setup

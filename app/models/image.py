@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 
 import sqlalchemy as sa
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from pydantic import Field as PydanticField
 from sqlmodel import Field, SQLModel
 
@@ -60,6 +60,11 @@ class ImagePublic(ImageBase):
 
 
 class ImageUpdate(BaseModel):
+    """A PATCH: only these fields may change; a body naming any other (the owner, the file,
+    its digest) is refused whole, so a typo never passes for a change that was made."""
+
+    model_config = ConfigDict(extra="forbid")
+
     display_name: str | None = PydanticField(default=None, max_length=255)
     description: str | None = PydanticField(default=None, max_length=1024)
     is_public: bool | None = None

@@ -20,6 +20,22 @@ def wait_host(e2e: E2E, status: str, timeout: float = 60) -> dict[str, Any]:
         time.sleep(0.3)
 
 
+def wait_failed_attempt(e2e: E2E, instance_id: str, timeout: float = 120) -> tuple[Any, ...]:
+    """The instance's reboot job once an attempt has failed (its error recorded), as
+    (state, attempts, last_error)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = e2e.query(
+            "SELECT state, attempts, last_error FROM jobs"
+            " WHERE kind = 'reboot' AND instance_id = ?",
+            instance_id,
+        )
+        if rows and rows[0][2]:
+            return rows[0]
+        assert time.monotonic() < deadline, f"no failed attempt of the reboot yet: {rows}"
+        time.sleep(0.3)
+
+
 def test_libvirtd_restart_while_vdc_runs(e2e: E2E) -> None:
     assert e2e.api is not None
     instance = e2e.launch(hostname="e2e-lv-restart")
@@ -35,7 +51,8 @@ def test_libvirtd_restart_while_vdc_runs(e2e: E2E) -> None:
         "/api/v1/instances", json={"image_id": e2e.image_id, "instance_type": "nano"}
     )
     assert refused.status_code == 409 and "no host is available" in refused.text
-    time.sleep(3)  # at least one failed attempt
+    failed = wait_failed_attempt(e2e, instance["id"])  # retried later, not lost
+    assert failed[0] in ("queued", "running"), failed
     assert e2e.get(f"/api/v1/instances/{instance['id']}")["state"] == "rebooting"
 
     e2e.ns.restart_libvirtd()

@@ -48,7 +48,7 @@ class Cloud:
         )
 
     def wait_for(
-        self, instance_id: str, state: str, timeout: float = 20, key: str | None = None
+        self, instance_id: str, state: str, timeout: float = 60, key: str | None = None
     ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:

@@ -64,7 +64,7 @@ def vdc_serve(
         )
     base = f"http://127.0.0.1:{api_port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # generous: waited for, not slept
         while time.monotonic() < deadline:
             assert proc.poll() is None, log.read_text()
             try:

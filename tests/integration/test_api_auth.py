@@ -79,8 +79,17 @@ class TestAdminRoutes:
         assert bad.json()["type"] == "validation_error"
 
     def test_system_account_cannot_be_deleted(self, client: TestClient, keys: Keys) -> None:
+        before = client.get("/api/v1/accounts/a-shpoolxx", headers=bearer(keys.admin))
+        assert before.status_code == 200, before.text
         response = client.delete("/api/v1/accounts/a-shpoolxx", headers=bearer(keys.admin))
         assert response.status_code == 400
+        assert response.json()["detail"] == "a-shpoolxx is a system account and cannot be deleted"
+        # Refused means untouched: the account is still there, as it was, and still listed.
+        after = client.get("/api/v1/accounts/a-shpoolxx", headers=bearer(keys.admin))
+        assert after.status_code == 200, after.text
+        assert after.json() == before.json()
+        listed = client.get("/api/v1/accounts", headers=bearer(keys.admin)).json()
+        assert "a-shpoolxx" in {a["id"] for a in listed["items"]}
 
     def test_deleted_account_key_stops_working(self, client: TestClient, keys: Keys) -> None:
         key = keys.new("alice")

@@ -4,6 +4,8 @@ delete, every refusal, and tenancy between accounts."""
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,6 +48,33 @@ class TestUpload:
         assert image["source"] == "upload"
         assert "file_name" not in image and "path" not in image
         assert stored_files(settings) == [f"{image['id']}.qcow2"]
+
+    @pytest.mark.parametrize("fmt", ["vmdk", "vdi", "vhdx", "vpc", "qed", "parallels"])
+    def test_every_format_the_readme_lists_is_accepted_and_stored_as_is(
+        self,
+        client: TestClient,
+        keys: Keys,
+        make_disk: Callable[..., Path],
+        settings: Settings,
+        fmt: str,
+    ) -> None:
+        disk = make_disk(f"d.{fmt}", fmt, "32M")
+        response = upload(client, keys.new("alice"), disk)
+        assert response.status_code == 201, response.text
+        image = response.json()
+        info = json.loads(
+            subprocess.run(
+                ["qemu-img", "info", "--output=json", "-f", fmt, str(disk)],
+                check=True,
+                capture_output=True,
+            ).stdout
+        )
+        assert (image["format"], image["virtual_size"]) == (fmt, info["virtual-size"])
+        assert image["virtual_size"] >= 32 * 1024**2  # vpc rounds up to its geometry
+        stored = settings.image_dir / f"{image['id']}.{fmt}"
+        assert stored_files(settings) == [stored.name]
+        assert stored.read_bytes() == disk.read_bytes()
+        assert image["sha256"] == hashlib.sha256(disk.read_bytes()).hexdigest()
 
     def test_raw_upload_converted_to_qcow2(
         self, client: TestClient, keys: Keys, make_disk: Callable[..., Path], settings: Settings
@@ -267,14 +296,22 @@ class TestChanging:
     ) -> None:
         key = keys.new("alice")
         image = upload(client, key, make_disk("a.qcow2")).json()
-        null = client.patch(
-            f"/api/v1/images/{image['id']}", json={"display_name": None}, headers=bearer(key)
-        )
-        assert null.status_code == 400
-        wrong = client.patch(
-            f"/api/v1/images/{image['id']}", json={"is_public": "maybe"}, headers=bearer(key)
-        )
-        assert wrong.status_code == 422
+        url = f"/api/v1/images/{image['id']}"
+        # Each refused body also carries a valid change: refused means none of it applied.
+        for body, status in (
+            ({"display_name": "renamed", "account_id": "a-shpoolxx"}, 422),  # not a field
+            ({"display_name": "renamed", "file_name": "../../etc/shadow"}, 422),  # hidden one
+            ({"display_name": "renamed", "sha256": "0" * 64, "format": "raw"}, 422),
+            ({"display_name": "renamed", "description": None}, 400),  # null: never "clear"
+            ({"display_name": None}, 400),
+            ({"display_name": "renamed", "is_public": "maybe"}, 422),
+        ):
+            refused = client.patch(url, json=body, headers=bearer(key))
+            assert refused.status_code == status, (body, refused.text)
+            assert client.get(url, headers=bearer(key)).json() == image, body
+        unknown = client.patch(url, json={"owner": "bob"}, headers=bearer(key))
+        assert unknown.json()["type"] == "validation_error"
+        assert "owner" in unknown.json()["detail"]
 
     def test_missing_image_is_404(self, client: TestClient, keys: Keys) -> None:
         response = client.get("/api/v1/images/wmi-nothere0", headers=bearer(keys.new("alice")))

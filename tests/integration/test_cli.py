@@ -181,8 +181,21 @@ class TestImageAddLocal:
 
 class TestImageLifecycle:
     def test_update_and_delete(self, settings: Settings, make_disk: Callable[..., Path]) -> None:
-        image_id = add_local(settings, make_disk("a.qcow2"), "--arch", "x86_64").stdout.strip()
-        run(
+        image_id = add_local(
+            settings, make_disk("a.qcow2"), "--arch", "x86_64", "--description", "as added"
+        ).stdout.strip()
+
+        def show() -> dict[str, object]:
+            shown = run(settings, "vdc-manage", "image", "show", image_id, "--json").stdout
+            return dict(json.loads(shown))
+
+        before = show()
+        assert (before["display_name"], before["description"], before["is_public"]) == (
+            image_id,
+            "as added",
+            False,
+        )
+        updated = run(
             settings,
             "vdc-manage",
             "image",
@@ -192,9 +205,23 @@ class TestImageLifecycle:
             "lucid",
             "--public",
         )
-        shown = run(settings, "vdc-manage", "image", "show", image_id).stdout
-        assert "display_name  lucid" in shown.replace("   ", "  ") or "lucid" in shown
-        assert "True" in shown
+        assert updated.stdout == f"updated {image_id}\n"
+        after = show()
+        # Exactly the two fields asked for changed (and updated_at); the rest is as it was.
+        assert after["updated_at"] >= before["updated_at"]  # type: ignore[operator]
+        unchanged = {k: v for k, v in before.items() if k != "updated_at"}
+        assert {**after, "updated_at": None} == {
+            **unchanged,
+            "display_name": "lucid",
+            "is_public": True,
+            "updated_at": None,
+        }
+        run(settings, "vdc-manage", "image", "update", image_id, "--private")
+        assert {k: show()[k] for k in ("display_name", "description", "is_public")} == {
+            "display_name": "lucid",
+            "description": "as added",
+            "is_public": False,
+        }
         run(settings, "vdc-manage", "image", "del", image_id)
         missing = run(settings, "vdc-manage", "image", "show", image_id, check=False)
         assert missing.returncode == 1 and f"image {image_id} not found" in missing.stderr

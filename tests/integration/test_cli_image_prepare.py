@@ -111,7 +111,7 @@ def running_vm(request: pytest.FixtureRequest, make_disk) -> Iterator[Path]:  # 
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # generous: waited for, not slept
         while time.monotonic() < deadline and vm.poll() is None:
             probe = subprocess.run(
                 ["qemu-io", "-f", "qcow2", "-c", "quit", str(image)],

@@ -51,11 +51,17 @@ def test_twenty_launches_survive_the_death_of_their_server(
     cloud.client.app.state.worker.stop()  # type: ignore[attr-defined]
     wake = threading.Event()
     real_ensure_domain = HostDriver.ensure_domain
+    stuck: list[str] = []  # the instances whose launch a dead thread stopped in
+    resumed: list[str] = []  # ...and those whose stale step it finished once woken
 
     def ensure_domain(self: HostDriver, spec):  # type: ignore[no-untyped-def]
-        if threading.current_thread().name.startswith("dead-"):
-            wake.wait(120)  # stopped dead here: network and disk made, no domain yet
-        return real_ensure_domain(self, spec)
+        if not threading.current_thread().name.startswith("dead-"):
+            return real_ensure_domain(self, spec)
+        stuck.append(spec.name)
+        wake.wait(120)  # stopped dead here: network and disk made, no domain yet
+        result = real_ensure_domain(self, spec)
+        resumed.append(spec.name)
+        return result
 
     monkeypatch.setattr(HostDriver, "ensure_domain", ensure_domain)
     dead = DeadWorker(settings.model_copy(update={"sync_interval": 3600}), engine)
@@ -77,8 +83,11 @@ def test_twenty_launches_survive_the_death_of_their_server(
 
         wake.set()  # the dead worker's threads carry on with their stale jobs
         for thread in dead._threads:
-            thread.join(timeout=30)
-        time.sleep(0.5)
+            thread.join(timeout=120)
+        # Only once they have really finished does "they changed nothing" mean anything.
+        alive = [thread.name for thread in dead._threads if thread.is_alive()]
+        assert alive == [], f"the dead worker's threads never finished: {alive}"
+        assert stuck and sorted(resumed) == sorted(stuck), (stuck, resumed)
         _everything_once(cloud, engine, settings, ids)
         states = {cloud.show(i)["state"] for i in ids}
         assert states == {"running"}

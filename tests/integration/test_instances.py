@@ -3,16 +3,22 @@ every state transition and refusal, terminate, and what libvirt holds at each st
 
 from __future__ import annotations
 
+import base64
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import libvirt
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from app.config import Settings
 from hypervisor.connection import POOL
+from hypervisor.guest import Guest
+from metadata.app import create_metadata_app
 from tests.conftest import Keys, bearer
 from tests.integration.cloud import Cloud, build_cloud
 
@@ -34,6 +40,18 @@ def dhcp_hosts(cloud: Cloud) -> dict[str, tuple[str, str | None]]:
 
 def domain_names(cloud: Cloud) -> set[str]:
     return {d.name() for d in POOL.get(cloud.host_uri).listAllDomains(0)}
+
+
+def libvirt_state(cloud: Cloud, instance_id: str) -> int:
+    """What libvirt says of the domain (VIR_DOMAIN_RUNNING, VIR_DOMAIN_SHUTOFF, ...), not vdc."""
+    state, _reason = POOL.get(cloud.host_uri).lookupByName(instance_id).state()
+    return int(state)
+
+
+def metadata_client(engine: sa.Engine, instance: dict[str, Any]) -> TestClient:
+    """The metadata service as the instance asks it: from its address, at its gateway."""
+    app = create_metadata_app(engine, "vdc-1", token_secret="t" * 32)
+    return TestClient(app, base_url="http://10.10.0.1:8775", client=(instance["ip_address"], 40000))
 
 
 class TestLaunch:
@@ -111,9 +129,19 @@ class TestLaunch:
             cloud.client.get("/api/v1/instances", headers=bearer(cloud.admin)).json()["total"] == 0
         )
 
-    def test_user_data_up_to_16k_and_binary(self, cloud: Cloud) -> None:
-        assert cloud.launch(user_data="x" * 16 * 1024)["user_data_size"] == 16 * 1024
-        assert cloud.launch(user_data_base64="H4sIAAAAAAAA/wMAAAAAAAAAAAA=")["user_data_size"] == 20
+    def test_user_data_up_to_16k_and_binary(self, cloud: Cloud, engine: sa.Engine) -> None:
+        # What the guest reads back is byte for byte what was given, text or binary.
+        text = "#!/bin/sh\n" + "x" * (16 * 1024 - 10)
+        binary = bytes(range(256)) + b"\x1f\x8b\x08\x00\xff\xfe\r\n\x00" + bytes(1000)
+        large = cloud.launch(user_data=text)
+        assert large["user_data_size"] == 16 * 1024
+        packed = cloud.launch(user_data_base64=base64.b64encode(binary).decode())
+        assert packed["user_data_size"] == len(binary)
+        for launched, expected in ((large, text.encode()), (packed, binary)):
+            running = cloud.wait_for(launched["id"], "running")
+            answer = metadata_client(engine, running).get("/latest/user-data")
+            assert answer.status_code == 200
+            assert answer.content == expected
 
 
 class TestLifecycle:
@@ -140,6 +168,46 @@ class TestLifecycle:
         assert cloud.action(instance_id, "poweroff").status_code == 202
         cloud.wait_for(instance_id, "stopped")
         assert not domain.isActive()
+
+    def test_stop_asks_the_guest_to_shut_down_and_its_domain_is_off(
+        self, cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        instance_id = cloud.wait_for(cloud.launch()["id"], "running")["id"]
+        asked: list[str] = []
+        acpi_shutdown = Guest.shutdown
+
+        def shutdown(guest: Guest) -> None:
+            asked.append(guest.name)
+            acpi_shutdown(guest)  # the test driver's guest obeys at once
+
+        monkeypatch.setattr(Guest, "shutdown", shutdown)
+        assert cloud.action(instance_id, "stop").status_code == 202
+        stopped = cloud.wait_for(instance_id, "stopped")
+        # libvirt's word, not vdc's: the domain really is off.
+        assert libvirt_state(cloud, instance_id) == libvirt.VIR_DOMAIN_SHUTOFF
+        assert asked == [instance_id]
+        assert stopped["state_reason"] == ""  # it shut down when asked: nothing was forced
+
+    def test_a_guest_that_ignores_acpi_is_forced_off_after_the_stop_timeout(
+        self, cloud: Cloud, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        instance_id = cloud.wait_for(cloud.launch()["id"], "running")["id"]
+        ignored: list[str] = []
+        monkeypatch.setattr(Guest, "shutdown", lambda guest: ignored.append(guest.name))
+        asked_at = time.monotonic()
+        assert cloud.action(instance_id, "stop").status_code == 202
+        stopped = cloud.wait_for(instance_id, "stopped", timeout=settings.stop_timeout + 60)
+        assert time.monotonic() - asked_at >= settings.stop_timeout  # it waited for the guest
+        assert ignored == [instance_id]
+        assert libvirt_state(cloud, instance_id) == libvirt.VIR_DOMAIN_SHUTOFF
+        assert stopped["state_reason"] == (
+            f"forced off: the guest did not shut down within {settings.stop_timeout:g}s"
+        )
+        # Off for good: started again, it runs, and a stop that is obeyed says nothing forced.
+        monkeypatch.undo()
+        assert cloud.action(instance_id, "start").status_code == 202
+        assert cloud.wait_for(instance_id, "running")["state_reason"] == ""
+        assert libvirt_state(cloud, instance_id) == libvirt.VIR_DOMAIN_RUNNING
 
     def test_actions_in_the_wrong_state_are_409(self, cloud: Cloud) -> None:
         instance_id = cloud.wait_for(cloud.launch()["id"], "running")["id"]
@@ -188,23 +256,57 @@ class TestLifecycle:
     def test_a_guest_that_powers_itself_off_is_seen_stopped(self, cloud: Cloud) -> None:
         instance_id = cloud.wait_for(cloud.launch()["id"], "running")["id"]
         POOL.get(cloud.host_uri).lookupByName(instance_id).destroy()  # as if the guest ran poweroff
-        stopped = cloud.wait_for(instance_id, "stopped", timeout=10)
+        stopped = cloud.wait_for(instance_id, "stopped")
         assert "powered itself off" in stopped["state_reason"]
 
     def test_console_output(self, cloud: Cloud, settings: Settings) -> None:
         instance_id = cloud.wait_for(cloud.launch()["id"], "running")["id"]
-        empty = cloud.client.get(
-            f"/api/v1/instances/{instance_id}/console", headers=bearer(cloud.admin)
-        ).json()
-        assert empty == {"instance_id": instance_id, "output": "", "truncated": False}
+
+        def console() -> dict[str, Any]:
+            response = cloud.client.get(
+                f"/api/v1/instances/{instance_id}/console", headers=bearer(cloud.admin)
+            )
+            assert response.status_code == 200, response.text
+            return dict(response.json())
+
+        assert console() == {"instance_id": instance_id, "output": "", "truncated": False}
         # On a real host virtlogd writes this file (in the console pool's folder, which
         # libvirt makes); the test driver runs no guest and makes no folder.
         settings.console_dir.mkdir(parents=True, exist_ok=True)
-        (settings.console_dir / f"{instance_id}.log").write_bytes(b"Booting\xff\nlogin: ")
-        console = cloud.client.get(
-            f"/api/v1/instances/{instance_id}/console", headers=bearer(cloud.admin)
-        ).json()
-        assert console["output"] == "Booting\ufffd\nlogin: "
+        log = settings.console_dir / f"{instance_id}.log"
+        log.write_bytes(b"Booting\xff\nlogin: ")
+        assert console() == {
+            "instance_id": instance_id,
+            "output": "Booting\ufffd\nlogin: ",
+            "truncated": False,
+        }
+        # Exactly 64 KiB is all of it; one byte more and the answer says it was cut.
+        tail = b"".join(b"line %05d\n" % n for n in range(6554))[: 64 * 1024]
+        log.write_bytes(tail)
+        assert (console()["output"], console()["truncated"]) == (tail.decode(), False)
+        log.write_bytes(b"the first boot, long gone\n" * 100 + tail)
+        cut = console()
+        assert cut["truncated"] is True
+        assert cut["output"] == tail.decode()  # the last 64 KiB, to the byte
+
+    def test_an_image_cannot_be_deleted_while_an_instance_stands_on_it(
+        self, cloud: Cloud, settings: Settings
+    ) -> None:
+        instance_id = cloud.wait_for(cloud.launch()["id"], "running")["id"]
+        image_url = f"/api/v1/images/{cloud.image_id}"
+        image_file = settings.image_dir / f"{cloud.image_id}.qcow2"
+        for state in ("running", "stopped"):  # its root disk is an overlay on the image
+            if state == "stopped":
+                cloud.action(instance_id, "stop")
+                cloud.wait_for(instance_id, "stopped")
+            refused = cloud.client.delete(image_url, headers=bearer(cloud.admin))
+            assert refused.status_code == 409, (state, refused.text)
+            assert instance_id in refused.json()["detail"]
+            assert cloud.client.get(image_url, headers=bearer(cloud.admin)).status_code == 200
+            assert image_file.exists()
+        # ...and the instance still starts from it.
+        assert cloud.action(instance_id, "start").status_code == 202
+        cloud.wait_for(instance_id, "running")
 
 
 class TestListing:
@@ -243,3 +345,49 @@ class TestListing:
             ).status_code
             == 422
         )
+
+
+class TestAddresses:
+    def test_a_three_address_range_fills_to_its_last_address_and_a_terminate_frees_one(
+        self, cloud: Cloud
+    ) -> None:
+        made = cloud.client.post(
+            "/api/v1/networks",
+            json={
+                "name": "tiny",
+                "cidr": "10.40.0.0/24",
+                "dhcp_start": "10.40.0.10",
+                "dhcp_end": "10.40.0.12",
+            },
+            headers=bearer(cloud.admin),
+        )
+        assert made.status_code == 201, made.text
+        network_id = made.json()["id"]
+
+        launched = [cloud.launch(network_id=network_id) for _ in range(3)]
+        assert [i["ip_address"] for i in launched] == ["10.40.0.10", "10.40.0.11", "10.40.0.12"]
+        for instance in launched:  # the last address of the range works on the host too
+            cloud.wait_for(instance["id"], "running")
+        network = POOL.get(cloud.host_uri).networkLookupByName(f"vdc-{network_id}")
+        entries = {h.get("ip") for h in ET.fromstring(network.XMLDesc(0)).iter("host")}
+        assert entries == {"10.40.0.10", "10.40.0.11", "10.40.0.12"}
+
+        # The range is full: the next launch is refused, naming it, and creates nothing.
+        full = cloud.client.post(
+            "/api/v1/instances",
+            json={"image_id": cloud.image_id, "instance_type": "nano", "network_id": network_id},
+            headers=bearer(cloud.admin),
+        )
+        assert full.status_code == 409, full.text
+        assert full.json()["detail"] == (
+            f"network {network_id} has no free address left in 10.40.0.10 - 10.40.0.12"
+        )
+        listed = cloud.client.get("/api/v1/instances", headers=bearer(cloud.admin)).json()
+        assert listed["total"] == 3
+
+        # A terminate frees its address, and the next launch gets exactly that one.
+        cloud.client.delete(f"/api/v1/instances/{launched[1]['id']}", headers=bearer(cloud.admin))
+        cloud.wait_for(launched[1]["id"], "terminated")
+        again = cloud.launch(network_id=network_id)
+        assert again["ip_address"] == "10.40.0.11"
+        cloud.wait_for(again["id"], "running")

@@ -85,7 +85,7 @@ def test_instances_of_an_offline_host_say_so(cloud: Cloud, monkeypatch: pytest.M
         raise HostUnreachable("Cannot recv data: Connection reset by peer")
 
     monkeypatch.setattr(HostDriver, "capacity", gone)  # libvirtd stops answering
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # generous: the condition is waited for, not the clock
     while (
         cloud.client.get(f"{HOSTS}/{cloud.host_id}", headers=bearer(cloud.admin)).json()["status"]
         != "offline"
@@ -111,7 +111,7 @@ def test_a_guest_qemu_paused_by_itself_ends_in_error(
         ]
 
     monkeypatch.setattr(HostDriver, "list_domains", faulted)  # a KVM internal error's pause
-    failed = cloud.wait_for(instance["id"], "error", timeout=10)
+    failed = cloud.wait_for(instance["id"], "error")
     assert "qemu stopped the guest on host host1" in failed["state_reason"]
     assert "KVM internal error" in failed["state_reason"]
 

@@ -4,12 +4,15 @@ redirects, and errors as pages (tests/ui/ drives the pages in Chromium)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from app.config import Settings
 from app.db import session_scope
+from app.main import create_app
 from app.services.identity import accounts
 from tests.conftest import Keys, bearer
 from tests.integration.web_forms import login_form, sign_in
@@ -176,3 +179,46 @@ def test_api_keys_page_issues_a_key_once_and_revokes_with_a_confirmed_form(
     )
     assert out.status_code == 303 and out.headers["location"].startswith("/login")
     assert client.get("/api_keys", follow_redirects=False).status_code == 303
+
+
+def test_servers_sharing_vdc_web_secret_accept_each_others_sessions(
+    settings: Settings, tmp_path: Path, keys: Keys
+) -> None:
+    """README: VDC_WEB_SECRET is shared between replicas (one database, data dirs of their
+    own): a session signed in on one is valid on the other, and signing out on either ends
+    it on both. A server with another secret does not take the cookie."""
+
+    def server(name: str, secret: str) -> TestClient:
+        replica = settings.model_copy(
+            update={"data_dir": tmp_path / name, "web_secret": secret, "workers": 0}
+        )
+        return TestClient(create_app(replica))
+
+    shared = "a-secret-both-replicas-share-0123456789abcdef"
+    key = keys.new("alice")
+    with (
+        server("one", shared) as one,
+        server("two", shared) as two,
+        server("other", "another-secret-0123456789abcdef") as other,
+    ):
+        csrf = sign_in(one, key)
+        cookie = one.cookies["vdc_session"]
+        two.cookies.set("vdc_session", cookie)
+        page = two.get("/instances", follow_redirects=False)
+        assert page.status_code == 200
+        assert "alice" in page.text
+        # The session's CSRF token, from a page of the first, passes a form on the second.
+        made = two.post(
+            "/security_groups", data={"csrf": csrf, "name": "web"}, follow_redirects=False
+        )
+        assert made.status_code == 303, made.text
+        listed = one.get("/security_groups")
+        assert "web" in listed.text
+
+        other.cookies.set("vdc_session", cookie)
+        assert other.get("/instances", follow_redirects=False).status_code == 303
+
+        signed_out = two.post("/logout", data={"csrf": csrf}, follow_redirects=False)
+        assert signed_out.status_code == 303
+        one.cookies.set("vdc_session", cookie)  # the copy the first server still holds
+        assert one.get("/instances", follow_redirects=False).status_code == 303

@@ -2,13 +2,15 @@
 launch with user-data, watch it run, read its console, stop and terminate it; the other
 pages do their jobs, and every refusal shows next to the field it concerns.
 
-Screenshots of the main pages go to docs/screenshots/ (the README shows them).
+Screenshots of the main pages go to .artifacts/screenshots/; `make screenshots` refreshes the
+README's, in docs/screenshots/ (tests/ui/conftest.py).
 """
 
 from __future__ import annotations
 
 import re
 import subprocess
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,7 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 from sqlmodel import col
 
 from app.models import Image
@@ -43,8 +45,23 @@ def upload_image(page: Page, path: Path, name: str = "busybox guest") -> str:
     return re.search(r"wmi-[a-z0-9]{8}", notice).group(0)  # type: ignore[union-attr]
 
 
-def wait_state(page: Page, state: str, timeout: float = 20_000) -> None:
+def wait_state(page: Page, state: str, timeout: float = 60_000) -> None:
     expect(page.locator(".facts .live-state")).to_have_text(state, timeout=timeout)
+
+
+def reload_until(page: Page, path: str, locator: Locator, text: str, timeout: float = 60) -> None:
+    """Loads the page again until the locator's text holds `text` (the page does not follow
+    this by itself); fails, saying what it saw, if it never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        page.goto(path)
+        seen = locator.inner_text()
+        if text in seen:
+            return
+        assert time.monotonic() < deadline, (
+            f"{path}: still {seen!r} after {timeout}s, wanted {text!r}"
+        )
+        page.wait_for_timeout(250)
 
 
 def test_sign_in_launch_watch_console_stop_terminate(page: Page, site: Site, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -190,26 +207,14 @@ def test_volumes_key_pairs_groups_and_admin_pages(page: Page, site: Site, tmp_pa
     page.get_by_role("button", name="Create").click()
     volume_id = re.search(r"vol-[a-z0-9]{8}", page.url).group(0)  # type: ignore[union-attr]
     row = page.locator("tr", has_text=volume_id)
-    for _ in range(40):  # created by the worker in the background
-        page.goto("/volumes")
-        if "available" in row.inner_text():
-            break
-        page.wait_for_timeout(250)
+    reload_until(page, "/volumes", row, "available")  # created by the worker in the background
     row.get_by_role("button", name="Attach").click()
-    for _ in range(40):
-        page.goto("/volumes")
-        if "attached" in row.inner_text():
-            break
-        page.wait_for_timeout(250)
+    reload_until(page, "/volumes", row, "attached")
     expect(row).to_contain_text(f"{instance_id} as vdb")
     screenshot(page, "volumes")
     page.once("dialog", lambda dialog: dialog.accept())
     row.get_by_role("button", name="Detach").click()
-    for _ in range(40):
-        page.goto("/volumes")
-        if "available" in row.inner_text():
-            break
-        page.wait_for_timeout(250)
+    reload_until(page, "/volumes", row, "available")
     page.once("dialog", lambda dialog: dialog.accept())
     row.get_by_role("button", name="Delete").click()
     page.wait_for_url(re.compile(r"notice=deleting"))

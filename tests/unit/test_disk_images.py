@@ -18,7 +18,11 @@ def create(path: Path, fmt: str, size: str = "16M", *extra: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("fmt", ["qcow2", "raw", "vmdk", "vdi", "vhdx", "vpc"])
+# Every format the README lists as accepted.
+ACCEPTED = ["raw", "qcow2", "vmdk", "vdi", "vhdx", "vpc", "qed", "parallels"]
+
+
+@pytest.mark.parametrize("fmt", ACCEPTED)
 def test_formats_kvm_reads_are_accepted(tmp_path: Path, fmt: str) -> None:
     info = disk_images.inspect(create(tmp_path / f"disk.{fmt}", fmt, "32M"))
     assert info.format == fmt
