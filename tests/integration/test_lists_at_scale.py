@@ -1,5 +1,6 @@
 """Lists at scale, on SQLite and PostgreSQL: a page of instances costs the same number of
-queries whatever its length. bench/list.py measures the speed; these check the behaviour."""
+queries whatever its length, and the web UI's list comes a page at a time (and polls only
+its page). bench/list.py measures the speed; these check the behaviour."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from app.config import Settings
+from app.web import instances as web_instances
+from app.web import session as web_session
 from tests.conftest import Keys, bearer
 from tests.integration.cloud import Cloud, build_cloud
 
@@ -85,3 +88,49 @@ def test_sort_and_state_filter_use_the_list_convention(cloud: Cloud) -> None:
     pending = cloud.client.get("/api/v1/instances?state=pending&limit=1", headers=admin).json()
     assert (pending["total"], len(pending["items"])) == (2, 1)
     assert cloud.client.get("/api/v1/instances?state=running", headers=admin).json()["total"] == 0
+
+
+def signed_in(cloud: Cloud, settings: Settings, engine: sa.Engine, key: str) -> TestClient:
+    from sqlmodel import Session
+
+    with Session(engine) as session:
+        cookie = web_session.sign_in(session, settings, key)
+        session.commit()
+    cloud.client.cookies.set(web_session.COOKIE, cookie)
+    return cloud.client
+
+
+def test_the_web_list_comes_a_page_at_a_time(
+    cloud: Cloud, settings: Settings, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(web_instances, "PAGE_SIZE", 2)
+    launched = [cloud.launch()["id"] for _ in range(5)]  # newest last
+    browser = signed_in(cloud, settings, engine, cloud.admin)
+    first = browser.get("/instances")
+    assert first.status_code == 200
+    assert launched[4] in first.text and launched[3] in first.text
+    assert launched[2] not in first.text
+    assert "1&ndash;2 of 5" in first.text
+    assert 'href="/instances?offset=2"' in first.text and "Newer" not in first.text
+    assert 'data-live-states="/instances/states?offset=0"' in first.text
+    last = browser.get("/instances?offset=4")
+    assert launched[0] in last.text and launched[1] not in last.text
+    assert 'href="/instances?offset=2"' in last.text and "Older" not in last.text
+    # The live states poll covers the page shown, and an instance's page asks for itself.
+    polled = browser.get("/instances/states?offset=2").json()
+    assert set(polled) == {launched[2], launched[1]}
+    assert polled[launched[1]]["state"] == "pending"
+    assert set(browser.get(f"/instances/states?id={launched[0]}").json()) == {launched[0]}
+    detail = browser.get(f"/instances/{launched[0]}")
+    assert f'data-live-state="/instances/states?id={launched[0]}"' in detail.text
+    assert browser.get("/instances?offset=-1").status_code == 422
+
+
+def test_the_web_states_poll_shows_only_the_accounts_own(
+    cloud: Cloud, settings: Settings, engine: sa.Engine
+) -> None:
+    theirs = cloud.launch()
+    alice = cloud.keys.new("alice")
+    browser = signed_in(cloud, settings, engine, alice)
+    assert browser.get(f"/instances/states?id={theirs['id']}").json() == {}
+    assert theirs["id"] not in browser.get("/instances").text
