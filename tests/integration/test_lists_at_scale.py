@@ -1,6 +1,7 @@
 """Lists at scale, on SQLite and PostgreSQL: a page of instances costs the same number of
-queries whatever its length, and the web UI's list comes a page at a time (and polls only
-its page). bench/list.py measures the speed; these check the behaviour."""
+queries whatever its length, the web UI's list comes a page at a time (and polls only its
+page), and `vdc-manage instance list` prints a page with a note. bench/list.py measures the
+speed; these check the behaviour."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from app.web import instances as web_instances
 from app.web import session as web_session
 from tests.conftest import Keys, bearer
 from tests.integration.cloud import Cloud, build_cloud
+from tests.integration.test_cli import run
 
 
 @pytest.fixture
@@ -134,3 +136,18 @@ def test_the_web_states_poll_shows_only_the_accounts_own(
     browser = signed_in(cloud, settings, engine, alice)
     assert browser.get(f"/instances/states?id={theirs['id']}").json() == {}
     assert theirs["id"] not in browser.get("/instances").text
+
+
+def test_vdc_manage_instance_list_prints_a_page_and_says_so(
+    cloud: Cloud, settings: Settings
+) -> None:
+    launched = [cloud.launch()["id"] for _ in range(3)]
+    page = run(settings, "vdc-manage", "instance", "list", "--limit", "2")
+    assert [i for i in launched if i in page.stdout] == launched[:2]
+    assert "1-2 of 3 instances; --offset 2 for the next 2, --all for every one" in page.stderr
+    rest = run(settings, "vdc-manage", "instance", "list", "--limit", "2", "--offset", "2")
+    assert [i for i in launched if i in rest.stdout] == launched[2:] and rest.stderr == ""
+    every = run(settings, "vdc-manage", "instance", "list", "--all", "--sort", "-created_at")
+    assert [i for i in reversed(launched) if i in every.stdout] == launched[::-1]
+    assert every.stdout.index(launched[2]) < every.stdout.index(launched[0])
+    assert every.stderr == ""
