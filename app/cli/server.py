@@ -13,6 +13,7 @@ from app.cli.common import require_migrated, run_cli
 from app.config import Settings, split_bind
 from app.db import engine_for, session_scope
 from app.listeners import run_listeners
+from app.metrics import MetadataMetrics
 from app.migrations import current_revision, head_revision, upgrade
 from app.services.identity import accounts
 from app.services.images import images
@@ -67,11 +68,13 @@ def serve(
         configs.append(uvicorn.Config(app, uds=str(socket_path), lifespan="off", log_level="info"))
         typer.echo(f"vdc API also on unix socket {socket_path}")
     metadata_host, metadata_port = split_bind(settings.metadata_bind)
-    metadata = create_metadata_app(
-        app.state.engine,
-        settings.region,
-        settings.metadata_token_secret,
-        settings.metadata_proxy_secret,
+    metadata = MetadataMetrics(
+        create_metadata_app(
+            app.state.engine,
+            settings.region,
+            settings.metadata_token_secret,
+            settings.metadata_proxy_secret,
+        )
     )
     limits = ConnectionLimits(
         max_connections=settings.metadata_max_connections,
