@@ -182,6 +182,7 @@ def main() -> None:
                 "nginx p99",
             )
             print(f"{'path':32} " + " ".join(f"{c:>11}" for c in columns))
+            ratios, p99s = [], []  # for the verdicts
             for path in PATHS:
                 for connections in (1, 16, 64):
                     vdc = wrk(f"http://127.0.0.1:{vdc_port}{path}", connections, args.seconds)
@@ -192,11 +193,20 @@ def main() -> None:
                         f"{nginx[2]:.1f}ms",
                     )  # fmt: skip
                     print(f"{path:32} " + " ".join(f"{c:>11}" for c in cells))
+                    ratios.append(vdc[0] / nginx[0])
+                    p99s += [vdc[2]] if connections == 64 else []
         finally:
             for server in servers:  # only the processes this benchmark started
                 server.send_signal(signal.SIGTERM)
                 server.wait(timeout=30)
     print("aim: vdc >= 0.5 x nginx throughput; vdc p99 < 10 ms at 64 connections")
+    worst, slowest = min(ratios), max(p99s)
+    print(f"throughput vs nginx, worst: {worst:.2f}x (aim: >= 0.5x)  {_verdict(worst >= 0.5)}")
+    print(f"p99 at 64 connections, worst: {slowest:.1f}ms (aim: < 10 ms)  {_verdict(slowest < 10)}")
+
+
+def _verdict(passed: bool) -> str:
+    return "PASS" if passed else "MISS"
 
 
 if __name__ == "__main__":
