@@ -39,9 +39,12 @@ screenshots: setup
 	@bash scripts/install-host-packages.sh test
 	VDC_REFRESH_SCREENSHOTS=1 $(BIN)/pytest tests/ui $(PYTEST_ARGS)
 
-# Benchmarks print a ratio against a baseline measured in the same run.
+# Every benchmark in turn (bench/all.py): each prints its figures next to a baseline measured
+# in the same run and its aims, PASS or MISS; the verdicts are gathered at the end.
+# BENCH_ARGS="--only list,launch" runs some of them.
 bench: setup
-	$(BIN)/python bench/launch.py
+	@bash scripts/install-host-packages.sh test
+	VDC_TEST_POSTGRES_URL="$$(bash scripts/start-test-postgres.sh)" $(BIN)/python bench/all.py $(BENCH_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -10,12 +10,13 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from app import __version__, signed_in
-from app.api import docs, health
+from app.api import docs, health, metrics
 from app.api.errors import install_error_handlers
 from app.api.main import api_router
 from app.api.request_guards import RequestGuards
 from app.config import Settings
 from app.db import engine_for
+from app.metrics import HttpMetrics
 from app.web.router import web_router
 from app.worker import Worker
 
@@ -56,9 +57,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.worker = worker
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(docs.router)
     app.include_router(api_router)
     app.include_router(web_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(RequestGuards, signed_in=signed_in.checker(settings, engine))
+    # Outermost: every request counts, those the guards refuse too.
+    app.add_middleware(HttpMetrics)
     return app

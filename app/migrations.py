@@ -1,21 +1,31 @@
-"""Running alembic from inside vdc, and telling whether a database is up to date."""
+"""Running alembic from inside vdc, and telling whether a database is up to date.
+
+Telling is cheap: every `vdc-manage` command asks first, so it reads the revision ids from
+the migration files' `revision`/`down_revision` lines and the database's alembic_version
+row, without importing alembic (a test checks the head found equals alembic's own)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from alembic import command
 from app.db import make_engine
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
+_REVISION = re.compile(r'^revision: str = "([^"]+)"$', re.MULTILINE)
+_DOWN_REVISION = re.compile(r'^down_revision: str \| None = (?:"([^"]+)"|None)$', re.MULTILINE)
 
 
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(ALEMBIC_DIR))
     # ConfigParser would read "%" in a password as interpolation.
@@ -24,13 +34,31 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
+    from alembic import command
+
     command.upgrade(alembic_config(url), revision)
 
 
-def head_revision(url: str) -> str:
-    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
-    assert head is not None
-    return head
+def revisions() -> dict[str, str | None]:
+    """Each migration's revision id -> the one it follows (None for the first)."""
+    found: dict[str, str | None] = {}
+    for path in sorted((ALEMBIC_DIR / "versions").glob("*.py")):
+        text = path.read_text()
+        revision, down = _REVISION.search(text), _DOWN_REVISION.search(text)
+        if revision is None or down is None:
+            raise RuntimeError(f"{path.name}: no `revision: str = ...` or `down_revision` line")
+        found[revision.group(1)] = down.group(1)
+    return found
+
+
+def head_revision(url: str = "") -> str:
+    """The newest migration: the one no other follows. (`url` is not needed; kept for the
+    callers that pass it.)"""
+    known = revisions()
+    heads = set(known) - {down for down in known.values() if down}
+    if len(heads) != 1:
+        raise RuntimeError(f"the migrations have {len(heads)} heads: {sorted(heads)}")
+    return heads.pop()
 
 
 def current_revision(url: str) -> str | None:
@@ -41,7 +69,10 @@ def current_revision(url: str) -> str | None:
     engine = make_engine(url)
     try:
         with engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
+            if not sa.inspect(connection).has_table("alembic_version"):
+                return None
+            found = connection.execute(sa.text("SELECT version_num FROM alembic_version"))
+            return found.scalar()
     finally:
         engine.dispose()
 

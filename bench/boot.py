@@ -119,7 +119,8 @@ def main() -> None:
     print(f"rounds: {args.rounds} (qemu emulation, busybox test guest)")
     print(f"vdc API launch -> guest has IP: median {vdc_median:.2f}s  ({runs_vdc})")
     print(f"virsh create   -> guest has IP: median {hand_median:.2f}s  ({runs_hand})")
-    print(f"vdc adds {(vdc_median / hand_median - 1) * 100:+.1f}% (aim: under 10 %)")
+    added = (vdc_median / hand_median - 1) * 100
+    print(f"vdc adds {added:+.1f}% (aim: under 10 %)  {'PASS' if added < 10 else 'MISS'}")
 
 
 if __name__ == "__main__":

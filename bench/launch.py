@@ -186,7 +186,7 @@ def main() -> None:
         f"     accepted -> domain started: median {median_ms:.1f} ms, p95 {p95_ms:.1f} ms",
         f"bare libvirt createXML x{n}: {bare_seconds:.3f}s -> {n / bare_seconds:.0f} /s",
         f"ratio (vdc wall time / bare libvirt wall time): {vdc_seconds / bare_seconds:.1f}x"
-        "  (aim: <= 2x)",
+        f"  (aim: <= 2x)  {'PASS' if vdc_seconds <= 2 * bare_seconds else 'MISS'}",
     ]
     print("\n".join(lines))
 

@@ -1,6 +1,6 @@
 """`vdc-manage instance ...`: instances, from the operator's side.
 
-vdc-manage instance list [--state running] [--host-id hn-xxxxxxxx]
+vdc-manage instance list [--state running] [--host-id hn-xxxxxxxx] [--limit 100] [--all]
 vdc-manage instance force-state i-xxxxxxxx stopped --reason "..."
 """
 
@@ -14,7 +14,7 @@ from app.models import Instance
 from app.models.instance import InstanceState
 from app.services import access
 from app.services.compute import instances
-from app.services.listing import MAX_LIMIT, PageRequest
+from app.services.listing import DEFAULT_LIMIT, MAX_LIMIT, PageRequest
 
 instance_cli = typer.Typer(help="Instances (operator's view).", no_args_is_help=True)
 
@@ -25,21 +25,30 @@ def instance_list(
     state: str | None = typer.Option(None, "--state"),
     host_id: str | None = typer.Option(None, "--host-id"),
     account_id: str | None = typer.Option(None, "--account-id"),
+    limit: int = typer.Option(DEFAULT_LIMIT, "--limit", min=1, max=MAX_LIMIT, help="Rows shown"),
+    offset: int = typer.Option(0, "--offset", min=0, help="Rows skipped"),
+    sort: str = typer.Option("created_at", "--sort", help="A field; -field for descending"),
+    every: bool = typer.Option(False, "--all", help="Every instance, page after page"),
 ) -> None:
+    """One page of instances (the oldest first); a note on stderr tells how many more."""
+    filters = {"state": state, "host_node_id": host_id, "account_id": account_id}
+    columns = ["id", "account_id", "state", "host_node_id", "ip_address", "mac_address", "hostname"]
     with database(Settings()) as session:
-        rows, _ = instances.list_instances(
-            session,
-            OPERATOR,
-            PageRequest(limit=MAX_LIMIT),
-            state=state,
-            host_node_id=host_id,
-            account_id=account_id,
+        page = PageRequest(limit=MAX_LIMIT if every else limit, offset=offset, sort=sort)
+        rows, total = instances.list_instances(session, OPERATOR, page, **filters)
+        table = [i.model_dump(include=set(columns)) for i in instances.public(session, rows)]
+        while every and rows and page.offset + len(rows) < total:
+            page = PageRequest(limit=MAX_LIMIT, offset=page.offset + len(rows), sort=sort)
+            rows, total = instances.list_instances(session, OPERATOR, page, **filters)
+            table += [i.model_dump(include=set(columns)) for i in instances.public(session, rows)]
+    print_table(table, columns)
+    shown_to = offset + len(table)
+    if not every and shown_to < total:
+        typer.echo(
+            f"{offset + 1}-{shown_to} of {total} instances; "
+            f"--offset {shown_to} for the next {limit}, --all for every one",
+            err=True,
         )
-        table = [i.model_dump() for i in instances.public(session, rows)]
-    print_table(
-        table,
-        ["id", "account_id", "state", "host_node_id", "ip_address", "mac_address", "hostname"],
-    )
 
 
 @instance_cli.command("show")

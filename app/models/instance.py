@@ -39,9 +39,18 @@ GONE_STATES = (InstanceState.shuttingdown, InstanceState.terminated)
 
 class Instance(SQLModel, table=True):
     __tablename__ = "instances"
+    # Lists page by created_at (then id) within an account (and a state), a state, or all: each
+    # index gives a page in order without sorting the table. Their first columns also serve
+    # the lookups by account (quotas) and by state (the sync).
+    __table_args__ = (
+        sa.Index("ix_instances_account_created", "account_id", "created_at", "id"),
+        sa.Index("ix_instances_account_state_created", "account_id", "state", "created_at", "id"),
+        sa.Index("ix_instances_state_created", "state", "created_at", "id"),
+        sa.Index("ix_instances_created", "created_at", "id"),
+    )
 
     id: str = Field(primary_key=True, max_length=32)
-    account_id: str = Field(foreign_key="accounts.id", index=True, max_length=32)
+    account_id: str = Field(foreign_key="accounts.id", max_length=32)
     display_name: str = Field(default="", max_length=255)
     hostname: str = Field(max_length=63)
     image_id: str = Field(foreign_key="images.id", index=True, max_length=32)
@@ -53,7 +62,7 @@ class Instance(SQLModel, table=True):
         default=None, foreign_key="host_nodes.id", index=True, max_length=32
     )
     state: InstanceState = Field(
-        default=InstanceState.pending, sa_column=state_column(InstanceState, index=True)
+        default=InstanceState.pending, sa_column=state_column(InstanceState)
     )
     state_reason: str = Field(default="", max_length=2048)
     user_data: bytes | None = Field(

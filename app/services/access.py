@@ -6,9 +6,10 @@ is simply not found (404, never 403) and no use case can forget the check. Admin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
+from sqlalchemy.sql.base import ExecutableOption
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, or_, select
 from sqlmodel.sql.expression import SelectOfScalar
@@ -72,6 +73,7 @@ def page(
     request: PageRequest,
     sortable: tuple[str, ...],
     filters: Mapping[str, object] | None = None,
+    options: Sequence[ExecutableOption] = (),
 ) -> tuple[list[Owned], int]:
     """One page of the rows the account may see (see listing.fetch_page)."""
-    return fetch_page(session, model, visible(account, model), request, sortable, filters)
+    return fetch_page(session, model, visible(account, model), request, sortable, filters, options)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlmodel import Session, SQLModel, select
+from sqlalchemy.sql.base import ExecutableOption
+from sqlmodel import Session, SQLModel
 from sqlmodel.sql.expression import SelectOfScalar
 
 from app.errors import BadRequest
@@ -32,12 +33,17 @@ def fetch_page(
     page: PageRequest,
     sortable: Iterable[str],
     filters: Mapping[str, Any] | None = None,
+    options: Sequence[ExecutableOption] = (),
 ) -> tuple[list[M], int]:
-    """Applies equality filters and the sort (`field` or `-field`), then one page."""
+    """Applies equality filters and the sort (`field` or `-field`), then one page; `options`
+    shape how the page's rows load (e.g. a large column deferred)."""
     for field, value in (filters or {}).items():
         if value is not None:
             statement = statement.where(getattr(model, field) == value)
-    total = session.scalar(select(sa.func.count()).select_from(statement.subquery())) or 0
+    # COUNT(*) over the same FROM and WHERE, not over a subquery of whole rows: the
+    # databases count from an index then, without reading the rows.
+    counting = statement.with_only_columns(sa.func.count(), maintain_column_froms=True)
+    total = session.scalar(counting.order_by(None)) or 0
     field, descending = page.sort.removeprefix("-"), page.sort.startswith("-")
     allowed = set(sortable)
     if field not in allowed:
@@ -45,5 +51,7 @@ def fetch_page(
     column = getattr(model, field)
     primary_key = getattr(model, "id")  # noqa: B009 - every vdc table has an id
     order = [column.desc(), primary_key.desc()] if descending else [column.asc(), primary_key]
-    rows = session.exec(statement.order_by(*order).offset(page.offset).limit(page.limit))
+    rows = session.exec(
+        statement.options(*options).order_by(*order).offset(page.offset).limit(page.limit)
+    )
     return list(rows), int(total)

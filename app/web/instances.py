@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from sqlmodel import col, select
@@ -37,6 +39,7 @@ LAUNCH_FIELDS = (
 # The launch form's metadata drive choice: "" leaves it to the image.
 DRIVE_CHOICES = {"": None, "yes": True, "no": False}
 ACTIONS = ("start", "stop", "reboot", "poweroff")
+PAGE_SIZE = 100  # instances on a page of the list
 QUOTA_LABELS = {
     "instances": "Instances",
     "cores": "Cores",
@@ -50,13 +53,31 @@ QUOTA_LABELS = {
 
 
 @router.get("/instances")
-def list_page(request: Request, session: DB, user: User, notice: str = "") -> Response:
-    rows, _ = instances.list_instances(
-        session, user.account, PageRequest(limit=MAX_LIMIT, sort="-created_at")
-    )
+def list_page(
+    request: Request,
+    session: DB,
+    user: User,
+    notice: str = "",
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+) -> Response:
+    """The newest instances first, a page at a time."""
+    rows, total = instances.list_instances(session, user.account, _page(offset))
     shown = instances.public(session, rows)
     quota = _quota(session, request.app.state.settings, user)
-    return render(request, "instances.html", {"instances": shown, "notice": notice, "quota": quota})
+    context = {
+        "instances": shown,
+        "notice": notice,
+        "quota": quota,
+        "offset": offset,
+        "total": total,
+        "previous": max(offset - PAGE_SIZE, 0) if offset else None,
+        "next": offset + PAGE_SIZE if offset + PAGE_SIZE < total else None,
+    }
+    return render(request, "instances.html", context)
+
+
+def _page(offset: int) -> PageRequest:
+    return PageRequest(limit=PAGE_SIZE, offset=offset, sort="-created_at")
 
 
 def _quota(session: DB, settings: Settings, user: User) -> list[dict[str, object]]:
@@ -81,9 +102,18 @@ def _quota(session: DB, settings: Settings, user: User) -> list[dict[str, object
 
 
 @router.get("/instances/states")
-def states(session: DB, user: User) -> JSONResponse:
-    """What the list page polls to show state changes as they happen."""
-    rows, _ = instances.list_instances(session, user.account, PageRequest(limit=MAX_LIMIT))
+def states(
+    session: DB,
+    user: User,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+    instance_id: Annotated[str | None, Query(alias="id", max_length=32)] = None,
+) -> JSONResponse:
+    """What the list page (its page, by offset) and an instance's page (by id) poll to
+    show state changes as they happen."""
+    if instance_id is not None:
+        rows, _ = instances.list_instances(session, user.account, _page(0), id=instance_id)
+    else:
+        rows, _ = instances.list_instances(session, user.account, _page(offset))
     return JSONResponse(
         {
             row.id: {"state": row.state, "ip": row.ip_address or "", "reason": row.state_reason}

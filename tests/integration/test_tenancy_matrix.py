@@ -83,6 +83,7 @@ ADMIN_ONLY: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/api/v1/instance_types", {"name": "huge", "cpu_cores": 64, "memory_size": 65536}),
     ("PATCH", "/api/v1/instance_types/{type}", {"cpu_cores": 64}),
     ("DELETE", "/api/v1/instance_types/{type}", None),
+    ("GET", "/metrics", None),  # outside /api/v1, admin-only all the same
 ]
 # Routes naming a resource that are not about another account's resource.
 NOT_CROSS_ACCOUNT = {("GET", "/api/v1/accounts/me"), ("GET", "/api/v1/instance_types/{name}")}

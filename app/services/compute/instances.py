@@ -7,6 +7,8 @@ worker (app/services/compute/lifecycle.py) does the libvirt work.
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from app.config import Settings
@@ -54,18 +56,31 @@ ACTIONS: dict[str, tuple[tuple[InstanceState, ...], InstanceState, str]] = {
 def list_instances(
     session: Session, account: Account, page: PageRequest, **filters: object
 ) -> tuple[list[Instance], int]:
-    return access.page(session, account, Instance, page, SORTABLE, filters)
+    """One page; each row's user-data (up to 16 KiB) stays in the database, as a list shows
+    only its size (see public)."""
+    deferred = (defer(Instance.user_data),)  # type: ignore[arg-type] # a SQLModel column
+    return access.page(session, account, Instance, page, SORTABLE, filters, deferred)
+
+
+# What InstancePublic shows of the row itself; the rest comes from other tables.
+_OWN_FIELDS = tuple(name for name in InstancePublic.model_fields if name in Instance.model_fields)
 
 
 def public(session: Session, rows: list[Instance]) -> list[InstancePublic]:
-    nics = interfaces_of(session, [r.id for r in rows])
-    groups = security_groups.group_ids_of(session, [r.id for r in rows])
+    """The API's view of instances, in a constant number of queries whatever the number of
+    rows: their interfaces, groups, user-data sizes and offline hosts, one query each."""
+    ids = [r.id for r in rows]
+    if not ids:
+        return []
+    nics = interfaces_of(session, ids)
+    groups = security_groups.group_ids_of(session, ids)
+    sizes = _user_data_sizes(session, ids)
     offline = _offline_hosts(session, {r.host_node_id for r in rows if r.host_node_id})
     result = []
     for row in rows:
         own = nics[row.id]
         first = own[0] if own else None
-        shown = row.model_dump(exclude={"user_data"})
+        shown = {name: getattr(row, name) for name in _OWN_FIELDS}
         if row.host_node_id in offline and row.state not in GONE_STATES and not row.state_reason:
             shown["state_reason"] = offline[row.host_node_id]
         result.append(
@@ -75,11 +90,20 @@ def public(session: Session, rows: list[Instance]) -> list[InstancePublic]:
                 mac_address=first.mac_address if first else None,
                 network_id=first.network_id if first else None,
                 interfaces=[InterfacePublic.model_validate(n, from_attributes=True) for n in own],
-                user_data_size=len(row.user_data or b""),
+                user_data_size=sizes.get(row.id, 0),
                 security_group_ids=groups[row.id],
             )
         )
     return result
+
+
+def _user_data_sizes(session: Session, ids: list[str]) -> dict[str, int]:
+    found = session.exec(
+        select(Instance.id, sa.func.length(col(Instance.user_data)))
+        .where(col(Instance.id).in_(ids))
+        .where(col(Instance.user_data).is_not(None))
+    )
+    return {instance_id: int(size) for instance_id, size in found}
 
 
 def _offline_hosts(session: Session, host_ids: set[str]) -> dict[str, str]:

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from app import metrics
 from app.models import HostNode, Instance, Job, Volume
 from app.models.common import utcnow
 from app.models.instance import InstanceState
@@ -45,14 +46,16 @@ def run_launch(ctx: JobContext, job: Job, loaded: Loaded) -> None:
         return  # terminated (or forced) before the launch ran: nothing to build
     provision.ensure_running(ctx, loaded, job.id)
     volume_jobs.finish_launch(ctx, loaded.instance.id)
-    transition(
+    launched_at = utcnow()
+    if transition(
         ctx,
         loaded.instance.id,
         (InstanceState.starting,),
         InstanceState.running,
-        launched_at=utcnow(),
+        launched_at=launched_at,
         state_reason="",
-    )
+    ):
+        metrics.launch_observed((launched_at - loaded.instance.created_at).total_seconds())
 
 
 def run_start(ctx: JobContext, job: Job, loaded: Loaded) -> None:

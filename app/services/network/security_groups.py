@@ -227,12 +227,12 @@ def join(session: Session, instance_id: str, groups: list[SecurityGroup]) -> Non
 def group_ids_of(session: Session, instance_ids: list[str]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {i: [] for i in instance_ids}
     rows = session.exec(
-        select(InstanceSecurityGroup)
+        select(InstanceSecurityGroup.instance_id, InstanceSecurityGroup.group_id)
         .where(col(InstanceSecurityGroup.instance_id).in_(instance_ids))
         .order_by(col(InstanceSecurityGroup.group_id))
     )
-    for link in rows:
-        found[link.instance_id].append(link.group_id)
+    for instance_id, group_id in rows:
+        found[instance_id].append(group_id)
     return found
 
 

@@ -1,0 +1,197 @@
+"""Prometheus metrics of this process, for `GET /metrics` (app/api/metrics.py).
+
+Measured as things happen, in this process (vdc serve is one process):
+- `vdc_http_requests_total` and `vdc_http_request_duration_seconds`: the API listener's
+  requests (API, web UI, docs) by method and route template (`/api/v1/instances/{instance_id}`,
+  never the raw path, so the series stay few), and status;
+- `vdc_metadata_requests_total` and `vdc_metadata_request_duration_seconds`: the metadata
+  listener's, by kind of path (`meta-data`, `user-data`, `token`, ...) and status;
+- `vdc_instance_launch_duration_seconds`: a launch accepted (the row's created_at) to the
+  instance running (its launched_at), observed by the job that gets it there.
+Read from the database at each scrape (app/services/gauges.py), so they are right even
+after a restart: instances by state, hosts by status, jobs by kind and state.
+
+This module imports nothing else of vdc: the metadata service (metadata/) may call
+metadata_observed() without depending on the control plane.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+from starlette.routing import Mount
+
+# The text format generate_latest() writes (Prometheus' classic exposition format).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+disable_created_metrics()  # no `_created` series beside every counter and histogram
+REGISTRY = CollectorRegistry()
+ProcessCollector(registry=REGISTRY)  # CPU seconds, memory, open files of this process
+
+HTTP_REQUESTS = Counter(
+    "vdc_http_requests",
+    "Requests the API listener answered, by method, route template and status",
+    ["method", "route", "status"],
+    registry=REGISTRY,
+)
+HTTP_SECONDS = Histogram(
+    "vdc_http_request_duration_seconds",
+    "Time to answer a request on the API listener, by method and route template",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+METADATA_REQUESTS = Counter(
+    "vdc_metadata_requests",
+    "Requests the metadata listener answered, by kind of path and status",
+    ["path", "status"],
+    registry=REGISTRY,
+)
+METADATA_SECONDS = Histogram(
+    "vdc_metadata_request_duration_seconds",
+    "Time to answer a metadata request, by kind of path",
+    ["path"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+    registry=REGISTRY,
+)
+LAUNCH_SECONDS = Histogram(
+    "vdc_instance_launch_duration_seconds",
+    "From a launch accepted by the API to its instance running",
+    buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800),
+    registry=REGISTRY,
+)
+UNMATCHED = "unmatched"  # the route label of a request no route took (404s, refusals)
+METADATA_KINDS = ("meta-data", "user-data", "dynamic", "token", "versions")
+
+
+def metadata_observed(path_kind: str, seconds: float, status: int) -> None:
+    """One metadata answer. `path_kind` is one of METADATA_KINDS, else counted as `other`."""
+    kind = path_kind if path_kind in METADATA_KINDS else "other"
+    METADATA_REQUESTS.labels(kind, str(status)).inc()
+    METADATA_SECONDS.labels(kind).observe(seconds)
+
+
+def launch_observed(seconds: float) -> None:
+    LAUNCH_SECONDS.observe(max(seconds, 0.0))
+
+
+def metadata_path_kind(path: str) -> str:
+    """`/latest/meta-data/instance-id` -> `meta-data`; `/latest/api/token` -> `token`."""
+    parts = [p for p in path.split("/") if p]
+    if len(parts) < 2:
+        return "versions"
+    rest = "/".join(parts[1:])
+    if rest == "api/token":
+        return "token"
+    return parts[1] if parts[1] in METADATA_KINDS else "other"
+
+
+class _Timed:
+    """ASGI middleware: times each HTTP request and hands (scope, status, seconds) to
+    `observe` once the answer is sent (or the app failed: status 500)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def sending(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            self.observe(scope, status, time.perf_counter() - started)
+
+    def observe(self, scope: dict[str, Any], status: int, seconds: float) -> None:
+        raise NotImplementedError
+
+
+def route_template(scope: dict[str, Any]) -> str:
+    """The template of the route that answered (`/api/v1/instances/{instance_id}`), from
+    the route the router left in the scope; UNMATCHED when none did.
+
+    The route's own path lacks the prefixes of the routers that include it (`/api/v1`):
+    those are the request path's leading segments, literal text of a router that matched."""
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    if not template:
+        return UNMATCHED
+    if isinstance(route, Mount):  # static files: one series for the whole folder
+        return template.rstrip("/") + "/{path}"
+    wanted = [part for part in template.split("/") if part]
+    given = [part for part in scope["path"].split("/") if part]
+    prefix = len(given) - len(wanted)
+    if prefix <= 0 or ":path}" in template:
+        return template
+    return "/" + "/".join(given[:prefix] + wanted)
+
+
+class HttpMetrics(_Timed):
+    """The API listener's requests by route template (route_template)."""
+
+    def observe(self, scope: dict[str, Any], status: int, seconds: float) -> None:
+        route = route_template(scope)
+        method = scope["method"]
+        HTTP_REQUESTS.labels(method, route, str(status)).inc()
+        HTTP_SECONDS.labels(method, route).observe(seconds)
+
+
+class MetadataMetrics(_Timed):
+    """The metadata listener's requests, by kind of path (metadata_observed)."""
+
+    def observe(self, scope: dict[str, Any], status: int, seconds: float) -> None:
+        metadata_observed(metadata_path_kind(scope["path"]), seconds, status)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A gauge read at scrape time: `values` maps label values (in `labels` order) to a number."""
+
+    name: str
+    help: str
+    labels: tuple[str, ...]
+    values: Mapping[tuple[str, ...], float]
+
+
+def render(readings: Iterable[Reading]) -> bytes:
+    """The text exposition: this process's metrics, then the readings of this scrape."""
+    return generate_latest(_Both(REGISTRY, [_family(r) for r in readings]))
+
+
+def _family(reading: Reading) -> Metric:
+    family = GaugeMetricFamily(reading.name, reading.help, labels=list(reading.labels))
+    for values, number in sorted(reading.values.items()):
+        family.add_metric(list(values), number)
+    return family
+
+
+class _Both:
+    """What generate_latest() reads: the registry's metrics, then the scrape's readings."""
+
+    def __init__(self, registry: CollectorRegistry, extra: list[Metric]) -> None:
+        self.registry = registry
+        self.extra = extra
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.registry.collect()
+        yield from self.extra
