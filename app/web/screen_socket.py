@@ -51,7 +51,7 @@ class _Client:
         if message["type"] == "websocket.disconnect":
             return None
         data = message.get("bytes")
-        if data is None:  # RFB travels in binary messages; text is not part of it
+        if data is None:  # RFB travels in binary messages; a text one is taken as its bytes
             return (message.get("text") or "").encode()
         return bytes(data)
 
