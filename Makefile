@@ -37,7 +37,7 @@ e2e: setup
 # the tests put theirs in .artifacts/screenshots/ and leave the checkout clean.
 screenshots: setup
 	@bash scripts/install-host-packages.sh test
-	VDC_REFRESH_SCREENSHOTS=1 $(BIN)/pytest tests/ui $(PYTEST_ARGS)
+	VDC_REFRESH_SCREENSHOTS=1 $(BIN)/pytest tests/ui tests/e2e/test_screen_e2e.py $(PYTEST_ARGS)
 
 # Every benchmark in turn (bench/all.py): each prints its figures next to a baseline measured
 # in the same run and its aims, PASS or MISS; the verdicts are gathered at the end.

@@ -109,6 +109,11 @@ class Settings(BaseSettings):
     max_volume_size: int = Field(
         default=2 * 1024, ge=1, description="Largest volume accepted, in GiB"
     )
+    console_max_connections: int = Field(
+        default=64,
+        ge=1,
+        description="Instance screens (VNC consoles) open at once through this server",
+    )
     detach_timeout: float = Field(
         default=30.0,
         gt=0,

@@ -17,6 +17,7 @@ from app.api.request_guards import RequestGuards
 from app.config import Settings
 from app.db import engine_for
 from app.metrics import HttpMetrics
+from app.services.compute.console_proxy import Slots
 from app.web.router import web_router
 from app.worker import Worker
 
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.worker = worker
+    app.state.console_slots = Slots(settings.console_max_connections)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(metrics.router)

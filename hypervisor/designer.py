@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from hypervisor.specs import (
     DhcpHost,
     DiskSpec,
+    DisplaySpec,
     DomainSpec,
     FilterRuleSpec,
     FilterSpec,
@@ -24,10 +25,12 @@ from hypervisor.xml import (
     Domain,
     DomainConsole,
     DomainDisk,
+    DomainGraphics,
     DomainInterface,
     DomainOs,
     DomainRng,
     DomainSerial,
+    DomainVideo,
     FilterRule,
     Network,
     NetworkDhcpHost,
@@ -89,9 +92,28 @@ def domain(spec: DomainSpec) -> Domain:
         memballoon_model="virtio",
         # Guests (cloud-init, sshd key generation) block at boot without entropy.
         rng=DomainRng(model="virtio", backend_model="random", backend_path="/dev/urandom"),
-        # No <graphics> and no <video>: vdc guests are headless, the serial console is the
-        # only screen.
+        graphics=() if spec.display is None else (display(spec.display),),
+        video=None if spec.display is None else video(),
     )
+
+
+def display(spec: DisplaySpec) -> DomainGraphics:
+    """The guest's VNC screen: on the host's management address only, a fresh port at each
+    start, a password only vdc's proxy knows; shared, so that a second viewer cannot push
+    the first out by asking for the screen to itself."""
+    return DomainGraphics(
+        type="vnc",
+        listen=spec.listen,
+        autoport=True,
+        password=spec.password,
+        share_policy="force-shared",
+    )
+
+
+def video() -> DomainVideo:
+    """The standard VGA card: its text mode needs no driver in the guest (installers, boot
+    loaders and a kernel's vgacon all draw on it)."""
+    return DomainVideo(model="vga")
 
 
 def kvm_probe_domain(name: str, disk_path: str, console_log: str) -> Domain:

@@ -20,6 +20,8 @@ from hypervisor.host_networks import NetworkSteps
 from hypervisor.kvm_probe import KvmProbeSteps
 from hypervisor.specs import (
     DiskSpec,
+    DisplayEndpoint,
+    DisplaySpec,
     DomainInfo,
     DomainSpec,
     FilterSpec,
@@ -177,6 +179,15 @@ class HostDriver(NetworkSteps, StreamSteps, KvmProbeSteps):
         self.guest(domain_name).set_persistent_filters(
             [designer.interface(interface) for interface in interfaces]
         )
+
+    def ensure_persistent_display(self, domain_name: str, display: DisplaySpec) -> None:
+        """Makes the next boot of an existing domain have a screen (a domain defined before
+        vdc gave guests one gets it at its next start); an existing one is kept."""
+        self.guest(domain_name).add_persistent_display(designer.display(display), designer.video())
+
+    def display(self, domain_name: str) -> DisplayEndpoint | None:
+        """Where the running guest's screen is now; None when it is not running."""
+        return self.guest(domain_name).display()
 
     def detach_disk(self, domain_name: str, serial: str, timeout: float) -> bool:
         """Detaches the volume with this serial: waits (at most `timeout` s) for a running

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
 import libvirt
 
 from hypervisor.errors import NotFoundOnHost, absent_if_missing, translated
-from hypervisor.specs import VDC_XML_NAMESPACE, DomainInfo
-from hypervisor.xml import DomainDisk, DomainInterface
+from hypervisor.specs import VDC_XML_NAMESPACE, DisplayEndpoint, DomainInfo
+from hypervisor.xml import DomainDisk, DomainGraphics, DomainInterface, DomainVideo
 from hypervisor.xml.base import parse, required_child, serialize
 
 _STATES = {
@@ -109,7 +110,7 @@ class Guest:
         Done by redefining the domain from its own persistent XML, as `virsh edit` does:
         that works on every driver (libvirt's test driver has no attachDevice).
         """
-        root = parse(self._domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), "domain")
+        root = self._persistent_root()
         devices = required_child(root, "devices")
         present = {DomainDisk.from_element(node).serial for node in devices.findall("disk")}
         missing = [disk for disk in disks if disk.serial not in present]
@@ -123,7 +124,7 @@ class Guest:
     def set_persistent_filters(self, interfaces: Sequence[DomainInterface]) -> None:
         """Gives the interfaces (matched by MAC) the filter they should have at the next
         boot: a domain defined before its filter existed gets it when it starts again."""
-        root = parse(self._domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), "domain")
+        root = self._persistent_root()
         wanted = {i.mac: i for i in interfaces if i.mac and i.filter}
         changed = False
         for node in required_child(root, "devices").findall("interface"):
@@ -143,7 +144,7 @@ class Guest:
 
     @translated
     def remove_persistent_disk(self, serial: str) -> None:
-        root = parse(self._domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), "domain")
+        root = self._persistent_root()
         devices = required_child(root, "devices")
         found = [
             node
@@ -183,6 +184,41 @@ class Guest:
                 return serial not in self.disk_serials(live=True)
             time.sleep(0.25)
         return True
+
+    # --- the screen ----------------------------------------------------------------------
+
+    @translated
+    def display(self) -> DisplayEndpoint | None:
+        """The running guest's VNC port and password, from its live definition; None when it
+        is not running or has no VNC display."""
+        if not self.is_running():
+            return None
+        secure = libvirt.VIR_DOMAIN_XML_SECURE  # the password is left out otherwise
+        root = parse(self._domain.XMLDesc(secure), "domain")
+        for node in root.findall("devices/graphics[@type='vnc']"):
+            graphics = DomainGraphics.from_element(node)
+            if graphics.port is not None and graphics.port > 0:
+                return DisplayEndpoint(port=graphics.port, password=graphics.password)
+        return None
+
+    @translated
+    def add_persistent_display(self, graphics: DomainGraphics, video: DomainVideo) -> None:
+        """Gives a domain defined without a screen (before vdc had them) one at its next
+        boot; one that has a VNC display keeps it, and its password."""
+        root = self._persistent_root()
+        devices = required_child(root, "devices")
+        if devices.find("graphics[@type='vnc']") is not None:
+            return
+        devices.append(graphics.to_element())
+        if devices.find("video") is None:
+            devices.append(video.to_element())
+        self._domain.connect().defineXML(serialize(root))
+
+    def _persistent_root(self) -> ET.Element:
+        """The definition the next boot uses, to change and define again. Read with its
+        secrets (the VNC password): without them, defining it back would drop them."""
+        flags = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
+        return parse(self._domain.XMLDesc(flags), "domain")
 
     def _can_hotplug(self) -> bool:
         # libvirt's test driver cannot change a running domain's devices: on it only the

@@ -85,6 +85,24 @@ class FilterSpec:
 
 
 @dataclass(frozen=True)
+class DisplaySpec:
+    """A guest's screen as a VNC server of qemu's on its host: on the host's management
+    address only (never a guest network), on a port libvirt picks at each start, behind a
+    password that only vdc's console proxy ever sees."""
+
+    listen: str  # e.g. "127.0.0.1" on vdc's own host, the host's address on a remote one
+    password: str  # VNC authentication uses its first 8 characters only
+
+
+@dataclass(frozen=True)
+class DisplayEndpoint:
+    """Where a running guest's screen is now: its port changes at every start."""
+
+    port: int
+    password: str | None  # None: the display takes no password
+
+
+@dataclass(frozen=True)
 class DomainSpec:
     name: str  # the vdc instance id, e.g. "i-4kx9a0qz"
     virt_type: str  # "kvm", "qemu" (software emulation) or "test" (libvirt's test driver)
@@ -97,6 +115,7 @@ class DomainSpec:
     interfaces: tuple[InterfaceSpec, ...] = ()
     console_log: str | None = None  # the serial console is also logged to this file
     uuid: str | None = None
+    display: DisplaySpec | None = None  # None: headless, the serial console only
 
 
 @dataclass(frozen=True)

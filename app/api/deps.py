@@ -11,7 +11,7 @@ from sqlmodel import Session
 from app.config import Settings
 from app.db import get_session
 from app.errors import Forbidden, Unauthorized
-from app.models import Account
+from app.models import Account, ApiKey
 from app.services.identity import api_keys
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer vdc_...`")
@@ -26,17 +26,26 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def current_account(
+def current_caller(
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Account:
+) -> tuple[ApiKey, Account]:
+    """The API key the request came with, and its account (checked once per request)."""
     if credentials is None:
         raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
-    _key, account = api_keys.authenticate(session, credentials.credentials)
-    return account
+    return api_keys.authenticate(session, credentials.credentials)
+
+
+def current_account(caller: Annotated[tuple[ApiKey, Account], Depends(current_caller)]) -> Account:
+    return caller[1]
+
+
+def current_key(caller: Annotated[tuple[ApiKey, Account], Depends(current_caller)]) -> ApiKey:
+    return caller[0]
 
 
 CurrentAccount = Annotated[Account, Depends(current_account)]
+CurrentKey = Annotated[ApiKey, Depends(current_key)]
 
 
 def admin_account(account: CurrentAccount) -> Account:

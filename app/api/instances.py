@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, status
 
-from app.api.deps import CurrentAccount, SessionDep, SettingsDep
+from app.api.deps import CurrentAccount, CurrentKey, SessionDep, SettingsDep
 from app.api.paging import PageDep
 from app.models import Instance
 from app.models.common import Page
+from app.models.console_ticket import VncConsole
 from app.models.instance import (
     ConsoleOutput,
     InstanceCreate,
@@ -19,7 +20,7 @@ from app.models.instance import (
 )
 from app.models.volume import VolumePublic
 from app.services import access
-from app.services.compute import instances
+from app.services.compute import consoles, instances
 from app.services.storage import volumes
 
 router = APIRouter(prefix="/instances", tags=["instances"])
@@ -109,6 +110,34 @@ def console(
     """The serial console output (the last 64 KiB)."""
     instance = access.get(session, account, Instance, instance_id)
     return instances.console_output(session, settings, instance)
+
+
+# The WebSocket route's name (app/web/screen_socket.py), which the web UI and API clients
+# share; looked up by name so that the API does not import the web UI.
+_SCREEN_SOCKET = "instance_screen_socket"
+
+
+@router.post("/{instance_id}/console/vnc", response_model=VncConsole)
+def vnc_console(
+    instance_id: str,
+    request: Request,
+    session: SessionDep,
+    account: CurrentAccount,
+    key: CurrentKey,
+) -> VncConsole:
+    """A one-time WebSocket URL to the instance's screen, for VNC clients other than the
+    web UI (e.g. noVNC elsewhere, or websockify in front of a desktop viewer). Connect
+    within a minute; the URL opens one connection. It speaks RFB 3.8 in binary messages
+    and asks for no password: vdc answers the screen's own VNC authentication. 409 while
+    the instance is not running."""
+    issued = consoles.issue(session, account, instance_id, api_key_id=key.id)
+    socket = request.url_for(_SCREEN_SOCKET, instance_id=instance_id)
+    url = socket.replace(scheme="wss" if socket.scheme == "https" else "ws")
+    return VncConsole(
+        instance_id=instance_id,
+        url=str(url.include_query_params(ticket=issued.token)),
+        expires_at=issued.expires_at,
+    )
 
 
 @router.get("/{instance_id}/volumes", response_model=list[VolumePublic])

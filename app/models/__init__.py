@@ -1,6 +1,7 @@
 """All table models, imported here so SQLModel.metadata (and alembic) sees every table."""
 
 from app.models.account import Account, ApiKey, BrowserSession
+from app.models.console_ticket import ConsoleTicket
 from app.models.host_node import HostNode
 from app.models.image import Image
 from app.models.image_copy import ImageCopy
@@ -18,6 +19,7 @@ __all__ = [
     "AccountQuota",
     "ApiKey",
     "BrowserSession",
+    "ConsoleTicket",
     "HostNode",
     "Image",
     "ImageCopy",

@@ -14,6 +14,7 @@ from hypervisor.xml.domain import (
     DomainSerial,
     VdcInstanceMetadata,
 )
+from hypervisor.xml.graphics import DomainGraphics, DomainVideo
 from hypervisor.xml.network import Network, NetworkDhcpHost, NetworkIp
 from hypervisor.xml.nwfilter import FilterRule, NwFilter
 from hypervisor.xml.storage import StoragePool, StorageVolume
@@ -22,10 +23,12 @@ __all__ = [
     "Domain",
     "DomainConsole",
     "DomainDisk",
+    "DomainGraphics",
     "DomainInterface",
     "DomainOs",
     "DomainRng",
     "DomainSerial",
+    "DomainVideo",
     "FilterRule",
     "Network",
     "NetworkDhcpHost",

@@ -27,6 +27,7 @@ from hypervisor.xml.base import (
     size_in_bytes,
     sub,
 )
+from hypervisor.xml.graphics import DomainGraphics, DomainVideo
 
 _VDC_INSTANCE_TAG = f"{{{VDC_XML_NAMESPACE}}}instance"
 # A domain document parsed and written back (a disk added to the persistent definition)
@@ -265,6 +266,8 @@ class Domain:
     memballoon_model: str | None = None
     rng: DomainRng | None = None
     smbios_system: tuple[tuple[str, str], ...] = ()  # <sysinfo><system> entries, in order
+    graphics: tuple[DomainGraphics, ...] = ()
+    video: DomainVideo | None = None
 
     def to_xml(self) -> str:
         # Children follow the order libvirt itself uses, so diffs against virsh output read well.
@@ -300,6 +303,9 @@ class Domain:
         devices.extend(interface.to_element() for interface in self.interfaces)
         devices.extend(serial.to_element() for serial in self.serials)
         devices.extend(console.to_element() for console in self.consoles)
+        devices.extend(graphics.to_element() for graphics in self.graphics)
+        if self.video is not None:
+            devices.append(self.video.to_element())
         if self.memballoon_model is not None:
             sub(devices, "memballoon", model=self.memballoon_model)
         if self.rng is not None:
@@ -315,6 +321,7 @@ class Domain:
         instance = root.find(f"metadata/{_VDC_INSTANCE_TAG}")
         features = root.findall("features/*")
         rng = devices.find("rng")
+        video = devices.find("video")
         return cls(
             type=required_attr(root, "type"),
             name=required_text(root, "name"),
@@ -337,6 +344,8 @@ class Domain:
             consoles=tuple(DomainConsole.from_element(e) for e in devices.findall("console")),
             memballoon_model=optional_attr(devices, "memballoon", "model"),
             rng=None if rng is None else DomainRng.from_element(rng),
+            graphics=tuple(DomainGraphics.from_element(e) for e in devices.findall("graphics")),
+            video=None if video is None else DomainVideo.from_element(video),
             smbios_system=tuple(
                 (required_attr(entry, "name"), entry.text or "")
                 for entry in root.findall("sysinfo[@type='smbios']/system/entry")

@@ -34,6 +34,7 @@ CROSS_ACCOUNT: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/api/v1/instances/{instance}/poweroff", None),
     ("POST", "/api/v1/instances/{instance}/reboot", None),
     ("GET", "/api/v1/instances/{instance}/console", None),
+    ("POST", "/api/v1/instances/{instance}/console/vnc", None),
     ("GET", "/api/v1/instances/{instance}/volumes", None),
     ("GET", "/api/v1/volumes/{volume}", None),
     ("PATCH", "/api/v1/volumes/{volume}", {"display_name": "mine now"}),

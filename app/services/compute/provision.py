@@ -15,7 +15,7 @@ from sqlmodel import col
 
 from app.models import HostNode, Image, Instance, Network, NetworkInterface
 from app.models.lookups import interfaces_with_networks
-from app.services.compute import metadata_drive
+from app.services.compute import display, metadata_drive
 from app.services.hypervisors import driver_for
 from app.services.jobs_context import JobContext
 from app.services.network import fabric, nwfilters
@@ -95,6 +95,7 @@ def ensure_running(ctx: JobContext, loaded: Loaded, owner: str) -> None:
         ),
     ]
     driver.ensure_pool(pools.pool_spec(settings, CONSOLE_POOL))  # virtlogd writes the log there
+    screen = display.new_display(loaded.host)
     guest = driver.ensure_domain(
         DomainSpec(
             name=instance.id,
@@ -107,12 +108,14 @@ def ensure_running(ctx: JobContext, loaded: Loaded, owner: str) -> None:
             disks=(DiskSpec(path=disk_path, format="qcow2", target="vda"), *data_disks),
             interfaces=tuple(interfaces),
             console_log=pools.console_log(settings, instance.id),
+            display=screen,
         )
     )
-    # A domain defined earlier gets the volumes attached since (e.g. while it was off), and
-    # the filters of security groups (domains made before vdc had them).
+    # A domain defined earlier gets the volumes attached since (e.g. while it was off), the
+    # filters of security groups and a screen (domains made before vdc had them).
     driver.ensure_persistent_disks(instance.id, data_disks)
     driver.ensure_persistent_filters(instance.id, interfaces)
+    driver.ensure_persistent_display(instance.id, screen)
     guest.start()
 
 

@@ -24,6 +24,10 @@ marker() {
 trap 'poweroff -f' USR2
 trap 'reboot -f' TERM
 trap 'halt -f' USR1
+# Ctrl-Alt-Del (the screen tests send it) comes to PID 1 as SIGINT, as on any system with an
+# init, rather than rebooting at once (the kernel's default): reported, nothing else.
+echo 0 >/proc/sys/kernel/ctrl-alt-del
+trap 'marker ctrl-alt-del' INT
 
 # --- drivers ------------------------------------------------------------------------------
 # /etc/modules lists, in load order, the modules build.py found in the kernel package
@@ -45,6 +49,27 @@ for input in /sys/class/input/input*; do
 done
 
 marker boot
+
+# --- the screen ---------------------------------------------------------------------------
+# For the screen tests (README.md, "Screen"): a known picture on the VGA text console (tty1)
+# and every line typed there echoed to the serial console, which stays the kernel's and the
+# markers'.
+if [ -e /dev/tty1 ]; then
+	(
+		exec </dev/tty1 >/dev/tty1 2>&1
+		printf '\033[2J\033[H%s\n' 'VDC-E2E SCREEN'
+		# Four bars of eight cells, red, green, blue and white (light grey), then plain again.
+		printf '\033[41m%8s\033[42m%8s\033[44m%8s\033[47m%8s\033[0m\n' '' '' '' ''
+		printf '%s\n' 'Type a line:'
+		while :; do
+			if IFS= read -r line; then
+				echo "VDC-E2E typed $line" >/dev/console
+			else
+				sleep 1 # no keyboard yet (or the line ended): try again
+			fi
+		done
+	) &
+fi
 
 # --- network ------------------------------------------------------------------------------
 ip link set lo up

@@ -24,6 +24,7 @@ from hypervisor.specs import (
     VDC_XML_NAMESPACE,
     DhcpHost,
     DiskSpec,
+    DisplaySpec,
     DomainSpec,
     FilterRuleSpec,
     FilterSpec,
@@ -61,6 +62,8 @@ KVM_DOMAIN = DomainSpec(
     disks=(DiskSpec(path="/var/lib/vdc/instances/i-4kx9a0qz-root.qcow2"),),
     interfaces=(InterfaceSpec(mac="52:54:00:3a:7c:01", network="vdc-nw-4kx9a0qz"),),
     console_log="/var/log/vdc/console/i-4kx9a0qz.log",
+    # A remote host's guest: its screen on that host's management address.
+    display=DisplaySpec(listen="192.0.2.10", password="k3Jd9xQa"),
 )
 QEMU_DOMAIN = DomainSpec(
     name="i-qemu0001",
@@ -95,6 +98,7 @@ TEST_DOMAIN = DomainSpec(
     disks=(DiskSpec(path="/var/lib/vdc/instances/i-testdrv1-root.qcow2"),),
     interfaces=(InterfaceSpec(mac="52:54:00:00:00:03", network="vdc-nw-4kx9a0qz"),),
     console_log="/var/log/vdc/console/i-testdrv1.log",
+    display=DisplaySpec(listen="127.0.0.1", password="Zp4<&'\"x"),  # escaped like any value
 )
 NAT_NETWORK = NetworkSpec(
     name="vdc-nw-4kx9a0qz",
@@ -301,9 +305,30 @@ LIBVIRT_RUNNING_DOMAIN = (GOLDEN_DIR / "returned_by_libvirt_domain.xml").read_te
 def test_domain_returned_by_libvirt_parses_to_what_vdc_wrote() -> None:
     parsed = Domain.from_xml(LIBVIRT_RUNNING_DOMAIN)
     assert parsed.os.machine == "pc-i440fx-7.2"  # libvirt expands the "pc" alias
+    assert parsed.graphics[0].port == 5901  # the port autoport gave the running guest
     # Everything else reads back as written: the elements libvirt adds are skipped, the
     # memory given in GiB is converted, <vmport state='off'/> and the other metadata ignored.
-    assert replace(parsed, os=replace(parsed.os, machine="pc")) == designer.domain(KVM_DOMAIN)
+    as_written = replace(
+        parsed,
+        os=replace(parsed.os, machine="pc"),
+        graphics=(replace(parsed.graphics[0], port=None),),
+    )
+    assert as_written == designer.domain(KVM_DOMAIN)
+
+
+def test_a_headless_domain_has_no_screen_and_a_guest_with_one_has_vga() -> None:
+    assert (designer.domain(QEMU_DOMAIN).graphics, designer.domain(QEMU_DOMAIN).video) == ((), None)
+    screen = ET.fromstring(GOLDEN_CASES["domain_kvm"].to_xml()).find("devices/graphics")
+    assert screen is not None
+    assert screen.attrib == {
+        "type": "vnc",
+        "autoport": "yes",
+        "sharePolicy": "force-shared",
+        "passwd": "k3Jd9xQa",
+    }
+    assert [(e.tag, e.attrib) for e in screen] == [
+        ("listen", {"type": "address", "address": "192.0.2.10"})
+    ]
 
 
 def test_domain_without_vdc_metadata_has_no_instance() -> None:
