@@ -44,7 +44,9 @@ class Instance(SQLModel, table=True):
     account_id: str = Field(foreign_key="accounts.id", index=True, max_length=32)
     display_name: str = Field(default="", max_length=255)
     hostname: str = Field(max_length=63)
-    image_id: str = Field(foreign_key="images.id", index=True, max_length=32)
+    # No foreign key: a terminated instance keeps the id of the image it ran, which may be
+    # deleted then (the image service refuses while a live instance uses it).
+    image_id: str = Field(index=True, max_length=32)
     instance_type: str | None = Field(default=None, max_length=32)
     cpu_cores: int
     memory_size: int  # MiB

@@ -234,3 +234,20 @@ def wait_for_jobs(cloud: Cloud, instance_id: str, timeout: float = 20) -> None:
             return
         assert time.monotonic() < deadline, f"jobs of {instance_id} still pending"
         time.sleep(0.05)
+
+
+def test_an_iso_is_deleted_once_its_instances_are_terminated(
+    cloud: Cloud, iso: dict[str, Any], settings: Settings
+) -> None:
+    """A terminated instance still names the image it ran: that must not stop its deletion
+    (it was a 500), while a live instance's still does (409)."""
+    instance_id = cloud.launch(image_id=iso["id"], root_disk_size=1)["id"]
+    cloud.wait_for(instance_id, "running")
+    in_use = cloud.client.delete(f"/api/v1/images/{iso['id']}", headers=bearer(cloud.admin))
+    assert in_use.status_code == 409 and "in use by" in in_use.json()["detail"]
+    cloud.client.delete(f"/api/v1/instances/{instance_id}", headers=bearer(cloud.admin))
+    cloud.wait_for(instance_id, "terminated")
+    deleted = cloud.client.delete(f"/api/v1/images/{iso['id']}", headers=bearer(cloud.admin))
+    assert deleted.status_code == 204, deleted.text
+    assert not (settings.image_dir / f"{iso['id']}.iso").exists()
+    assert cloud.show(instance_id)["image_id"] == iso["id"]  # its history stays

@@ -56,7 +56,8 @@ def load(ctx: JobContext, instance_id: str) -> Loaded | None:
             return None
         host = session.get(HostNode, instance.host_node_id) if instance.host_node_id else None
         image = session.get(Image, instance.image_id)
-        assert image is not None
+        if image is None:  # deleted once the instance was terminated: nothing left to do
+            return None
         return Loaded(instance, host, image, interfaces_with_networks(session, instance_id))
 
 
