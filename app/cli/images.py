@@ -79,10 +79,10 @@ def image_list(
     columns = [
         "id",
         "account_id",
-        "kind",
-        "state",
         "arch",
         "format",
+        "kind",
+        "state",
         "virtual_size",
         "is_public",
         "display_name",

@@ -11,6 +11,7 @@ it would send exists on the host. tests/e2e/test_iso_install_e2e.py captures a r
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +31,7 @@ from hypervisor.streams import Progress, Sink, StreamSteps
 from tests.conftest import Keys, bearer, qemu_img
 from tests.integration.cloud import Cloud, build_cloud
 from tests.integration.test_cli_image_prepare import debugfs, systemd_tree
+from tests.integration.web_forms import sign_in
 
 
 @pytest.fixture
@@ -289,3 +291,56 @@ def test_prepare_makes_the_image_prepare_steps_on_the_copy(
     assert "Size: 0" in debugfs(result, "stat /var/log/dpkg.log")
     assert debugfs(result, "cat /etc/modules-load.d/acpiphp.conf") == "acpiphp\n"
     assert "vdc-init" not in debugfs(result, "ls /usr/local/sbin")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_web_ui_launches_an_iso_ejects_it_and_saves_the_instance_as_an_image(
+    cloud: Cloud, downloads: list[str], make_iso: Callable[[str], Path]
+) -> None:
+    """The launch form's root disk size, the instance page's Eject CD button and its Save as
+    image form, as a browser posts them (signed in, with the session's CSRF token)."""
+    iso = cloud.client.post(
+        "/api/v1/images",
+        params={"arch": "x86_64", "display_name": "netinst"},
+        content=make_iso("netinst.iso").read_bytes(),
+        headers={**bearer(cloud.admin), "Content-Type": "application/octet-stream"},
+    ).json()
+    csrf = sign_in(cloud.client, cloud.admin)
+    form = cloud.client.get("/instances/new").text
+    assert "netinst" in form and "ISO installer" in form and 'name="root_disk_size"' in form
+    launch = {"csrf": csrf, "image_id": iso["id"], "instance_type": "nano"}
+    missing = cloud.client.post("/instances/new", data=launch)
+    assert missing.status_code == 400 and "give root_disk_size" in missing.text
+    words = cloud.client.post("/instances/new", data={**launch, "root_disk_size": "ten"})
+    assert words.status_code == 400 and "whole number of GiB" in words.text
+    made = cloud.client.post(
+        "/instances/new", data={**launch, "root_disk_size": "1"}, follow_redirects=False
+    )
+    assert made.status_code == 303, made.text
+    instance_id = made.headers["location"].split("/")[-1].split("?")[0]
+    cloud.wait_for(instance_id, "running")
+    page = cloud.client.get(f"/instances/{instance_id}").text
+    assert "Eject CD" in page and f"{iso['id']} (boots first)" in page
+    assert "Stop the instance to save its disk as an image" in page
+
+    action = f"/instances/{instance_id}/action"
+    ejected = cloud.client.post(action, data={"csrf": csrf, "action": "eject"})
+    assert ejected.status_code == 200 and "eject requested" in ejected.text
+    assert cloud.show(instance_id)["cdrom_image_id"] is None
+    assert "Eject CD" not in cloud.client.get(f"/instances/{instance_id}").text
+    cloud.client.post(action, data={"csrf": csrf, "action": "stop"})
+    cloud.wait_for(instance_id, "stopped")
+    assert 'id="save-as-image"' in cloud.client.get(f"/instances/{instance_id}").text
+    saved = cloud.client.post(
+        f"/instances/{instance_id}/image",
+        data={"csrf": csrf, "display_name": "installed", "prepare": ""},
+    )
+    assert saved.status_code == 200 and f"capturing {instance_id} as wmi-" in saved.text
+    image_id = re.search(r"capturing \S+ as (wmi-\w+)", saved.text).group(1)  # type: ignore[union-attr]
+    assert wait_image(cloud, image_id)["state"] == "available"
+    listing = cloud.client.get("/images").text
+    assert "ISO (installer CD)" in listing and "installed" in listing
+    running = cloud.client.post(action, data={"csrf": csrf, "action": "start"})
+    assert running.status_code == 200
+    refused = cloud.client.post(f"/instances/{instance_id}/image", data={"csrf": csrf})
+    assert refused.status_code == 409 and "only a stopped instance" in refused.text

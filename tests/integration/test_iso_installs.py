@@ -70,6 +70,12 @@ def test_an_iso_is_kept_as_kind_iso_and_a_disk_as_disk(
         cloud.image_id: "disk",
         iso["id"]: "iso",
     }
+    only_isos = cloud.client.get("/api/v1/images?kind=iso", headers=bearer(cloud.admin)).json()
+    assert [i["id"] for i in only_isos["items"]] == [iso["id"]]
+    available = cloud.client.get("/api/v1/images?state=available", headers=bearer(cloud.admin))
+    assert available.json()["total"] == 2
+    bad = cloud.client.get("/api/v1/images?kind=floppy", headers=bearer(cloud.admin))
+    assert bad.status_code == 422
 
 
 def test_an_iso_is_stored_as_it_is(cloud: Cloud, make_iso: Callable[[str], Path]) -> None:
