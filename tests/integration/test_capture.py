@@ -113,7 +113,10 @@ def test_a_capture_makes_an_available_image_and_leaves_the_instance_as_it_was(
     cloud: Cloud, downloads: list[str], captured_disk: Path, settings: Settings
 ) -> None:
     alice = cloud.keys.new("alice")
-    instance = stopped_instance(cloud, alice)
+    instance = cloud.launch(alice, metadata_drive=True)
+    cloud.wait_for(instance["id"], "running", key=alice)
+    assert cloud.action(instance["id"], "stop", alice).status_code == 202
+    instance = cloud.wait_for(instance["id"], "stopped", key=alice)
     accepted = capture(cloud, instance["id"], alice, display_name="golden", description="mine")
     assert accepted.status_code == 202, accepted.text
     made = accepted.json()
@@ -132,6 +135,7 @@ def test_a_capture_makes_an_available_image_and_leaves_the_instance_as_it_was(
     assert done["sha256"] == disk_images.file_digest(captured_disk)
     assert done["file_size"] == captured_disk.stat().st_size
     assert done["virtual_size"] == 96 * 1024**2
+    assert done["metadata_drive"] is True  # as the captured instance booted
     assert downloads == [f"{made['id']}-capture.qcow2"]
     assert copies_on_host(cloud) == []  # the copy left the host once it was here
     stored = settings.image_dir / f"{made['id']}.qcow2"

@@ -56,6 +56,8 @@ def request_capture(
         file_size=0,
         sha256="",
         file_name=f"{image_id}.qcow2",
+        # What the captured system booted with: its own init may look for the drive.
+        metadata_drive=instance.metadata_drive,
     )
     session.add(image)
     kind = CAPTURE_PREPARED if body.prepare else CAPTURE
