@@ -17,6 +17,7 @@ from app.models import Job
 from app.models.common import utcnow
 from app.services import jobs
 from app.services.compute import lifecycle, sync
+from app.services.images import capture_jobs
 from app.services.jobs_context import JobContext
 from hypervisor.errors import HostUnreachable
 
@@ -73,7 +74,10 @@ class Worker:
     def _execute(self, job: Job) -> None:
         engine, owner = self.ctx.engine, self.owner
         try:
-            lifecycle.run(self.ctx, job)
+            if job.kind in capture_jobs.KINDS:
+                capture_jobs.run(self.ctx, job)
+            else:
+                lifecycle.run(self.ctx, job)
         except HostUnreachable as error:
             # A host that is down comes back: its work waits for it (an hour at most),
             # without counting as the job's own failures.
@@ -98,7 +102,11 @@ class Worker:
             jobs.finish(engine, job.id, owner)
 
     def _fail(self, job: Job, reason: str) -> None:
-        lifecycle.fail(self.ctx, job, reason)
+        # A failed capture ends its image in error; its instance stays as it was.
+        if job.kind in capture_jobs.KINDS:
+            capture_jobs.fail(self.ctx, job, reason)
+        else:
+            lifecycle.fail(self.ctx, job, reason)
         jobs.finish(self.ctx.engine, job.id, self.owner, error=reason)
 
     def _renew_loop(self) -> None:

@@ -10,6 +10,7 @@ import uuid as uuid_module
 from collections.abc import Iterable
 
 from hypervisor.specs import (
+    CdromSpec,
     DhcpHost,
     DiskSpec,
     DisplaySpec,
@@ -64,7 +65,9 @@ def domain(spec: DomainSpec) -> Domain:
         instance=VdcInstanceMetadata(instance_id=spec.instance_id, account_id=spec.account_id),
         memory_kib=spec.memory_mib * 1024,
         vcpus=spec.vcpus,
-        os=DomainOs(arch=spec.arch, machine=machine, boot_devices=("hd",), smbios_mode="sysinfo"),
+        os=DomainOs(
+            arch=spec.arch, machine=machine, boot_devices=_boot_order(spec), smbios_mode="sysinfo"
+        ),
         # cloud-init's ds-identify takes a guest for EC2 (and uses vdc's metadata service,
         # IMDSv2 included) when the DMI product UUID and serial both start with "ec2" and
         # match; the product UUID is the domain's.
@@ -77,7 +80,10 @@ def domain(spec: DomainSpec) -> Domain:
         on_poweroff="destroy",
         on_reboot="restart",
         on_crash="destroy",
-        disks=tuple(_disk(disk) for disk in spec.disks),
+        disks=(
+            *(_disk(disk) for disk in spec.disks),
+            *((cdrom(spec.cdrom),) if spec.cdrom is not None else ()),
+        ),
         interfaces=tuple(_interface(interface) for interface in spec.interfaces),
         # One pty serial port, logged to a file so the API can show the console output;
         # append off: each boot starts a fresh log.
@@ -114,6 +120,29 @@ def video() -> DomainVideo:
     """The standard VGA card: its text mode needs no driver in the guest (installers, boot
     loaders and a kernel's vgacon all draw on it)."""
     return DomainVideo(model="vga")
+
+
+def _boot_order(spec: DomainSpec) -> tuple[str, ...]:
+    """An installer CD first, then the disk: the BIOS skips an empty drive (ejected) in a
+    moment and boots what was installed."""
+    return ("cdrom", "hd") if spec.cdrom is not None else ("hd",)
+
+
+CDROM_TARGET = "sda"
+
+
+def cdrom(spec: CdromSpec) -> DomainDisk:
+    """The CD-ROM drive: SATA (libvirt adds an AHCI controller), which SeaBIOS boots from and
+    the kernels of installers drive; read-only, so instances share one ISO file."""
+    return DomainDisk(
+        source_file=spec.path,
+        target_dev=CDROM_TARGET,
+        target_bus="sata",
+        driver_name="qemu",
+        driver_type="raw",
+        device="cdrom",
+        read_only=True,
+    )
 
 
 def kvm_probe_domain(name: str, disk_path: str, console_log: str) -> Domain:

@@ -19,6 +19,7 @@ from hypervisor.host import define_once, start_once
 from hypervisor.host_networks import NetworkSteps
 from hypervisor.kvm_probe import KvmProbeSteps
 from hypervisor.specs import (
+    CdromSpec,
     DiskSpec,
     DisplayEndpoint,
     DisplaySpec,
@@ -30,7 +31,7 @@ from hypervisor.specs import (
     VolumeSpec,
 )
 from hypervisor.streams import StreamSteps
-from hypervisor.xml import NwFilter
+from hypervisor.xml import NwFilter, StorageVolume
 
 
 class HostDriver(NetworkSteps, StreamSteps, KvmProbeSteps):
@@ -95,6 +96,24 @@ class HostDriver(NetworkSteps, StreamSteps, KvmProbeSteps):
 
         # A pool removed between the lookup and the listing is simply not there.
         return absent_if_missing(names, libvirt.VIR_ERR_NO_STORAGE_POOL) or []
+
+    @translated
+    def copy_volume_flat(self, pool_name: str, source_name: str, name: str) -> str:
+        """A standalone qcow2 copy of a volume in the same pool (its backing chain merged in:
+        libvirt runs `qemu-img convert` on the host); returns its path. A leftover of that
+        name (a copy cut short) is replaced. Raises if the copy still has a backing file."""
+        pool = self._conn().storagePoolLookupByName(pool_name)
+        source = pool.storageVolLookupByName(source_name)
+        leftover = self._volume(pool_name, name)
+        if leftover is not None:
+            leftover.delete(0)
+        capacity = int(source.info()[1])
+        wanted = designer.volume(VolumeSpec(name=name, capacity_bytes=capacity))
+        copy = pool.createXMLFrom(wanted.to_xml(), source, 0)
+        if StorageVolume.from_xml(copy.XMLDesc(0)).backing_path is not None:
+            copy.delete(0)
+            raise libvirt.libvirtError(f"the copy of {source_name} kept a backing file")
+        return str(copy.path())
 
     @translated
     def volume_exists(self, pool_name: str, name: str) -> bool:
@@ -172,6 +191,11 @@ class HostDriver(NetworkSteps, StreamSteps, KvmProbeSteps):
         """Makes the next boot of an existing domain have these disks (a start converges a
         domain defined before a volume was attached to it while vdc was down)."""
         self.guest(domain_name).add_persistent_disks([designer.disk(disk) for disk in disks])
+
+    def ensure_cdrom(self, domain_name: str, drive: CdromSpec) -> None:
+        """Makes the domain's CD-ROM drive hold `drive.path` (or nothing: ejected), in its
+        definition and, while it runs, live."""
+        self.guest(domain_name).set_cdrom(designer.cdrom(drive))
 
     def ensure_persistent_filters(self, domain_name: str, interfaces: list[InterfaceSpec]) -> None:
         """Makes the next boot of an existing domain guard its interfaces with their filters

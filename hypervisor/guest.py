@@ -158,6 +158,27 @@ class Guest:
         self._domain.connect().defineXML(serialize(root))
 
     @translated
+    def set_cdrom(self, drive: DomainDisk) -> None:
+        """Puts the drive's medium (a path, or none: ejected) into the definition the next
+        boot uses and, while the guest runs, into its live drive. The live change is forced:
+        an installed system may hold the tray locked, and the user asked for the CD out."""
+        root = parse(self._domain.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), "domain")
+        devices = required_child(root, "devices")
+        drives = [n for n in devices.findall("disk") if n.get("device") == "cdrom"]
+        if [DomainDisk.from_element(n).source_file for n in drives] != [drive.source_file]:
+            for node in drives:
+                devices.remove(node)
+            devices.append(drive.to_element())
+            self._domain.connect().defineXML(serialize(root))
+        if not self._can_hotplug():
+            return
+        live = [d for d in self.disks(live=True) if d.device == "cdrom"]
+        if live and all(d.source_file == drive.source_file for d in live):
+            return
+        flags = libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_DEVICE_MODIFY_FORCE
+        self._domain.updateDeviceFlags(serialize(drive.to_element()), flags)
+
+    @translated
     def hotplug_disk(self, disk: DomainDisk) -> None:
         """Plugs the disk into the running guest (ACPI PCI hotplug on the `pc` machine);
         nothing to do when the guest is off or has the disk already."""

@@ -49,6 +49,13 @@ class DiskSpec:
 
 
 @dataclass(frozen=True)
+class CdromSpec:
+    """The CD-ROM drive of an instance launched from an installer ISO (read-only)."""
+
+    path: str | None  # the ISO file on the host; None: the drive is empty (ejected)
+
+
+@dataclass(frozen=True)
 class InterfaceSpec:
     """A NIC on a libvirt network (the host that has the network's dnsmasq), or on a plain
     bridge of the same layer-2 segment (every other host)."""
@@ -116,6 +123,7 @@ class DomainSpec:
     console_log: str | None = None  # the serial console is also logged to this file
     uuid: str | None = None
     display: DisplaySpec | None = None  # None: headless, the serial console only
+    cdrom: CdromSpec | None = None  # a drive that boots first (an installer); None: no drive
 
 
 @dataclass(frozen=True)

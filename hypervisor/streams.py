@@ -16,6 +16,7 @@ from hypervisor.host import Host
 
 CHUNK = 1024 * 1024
 Progress = Callable[[int, int], None]  # (bytes sent, total)
+Sink = Callable[[bytes], None]  # takes each piece of a file brought from a host
 
 
 class StreamSteps(Host):
@@ -53,6 +54,35 @@ class StreamSteps(Host):
             volume.delete(0)
             raise libvirt.libvirtError(f"upload of {name} left {landed} bytes, not {size}")
         return str(volume.path())
+
+    @translated
+    def download_file(
+        self, pool_name: str, name: str, sink: Sink, progress: Progress | None = None
+    ) -> int:
+        """Brings the whole file of volume `name` from the host, piece by piece into `sink`,
+        and returns its size. Raises unless exactly the file's size arrived."""
+        volume = self._volume(pool_name, name)
+        if volume is None:
+            raise NotFoundOnHost(f"volume {name} not found in pool {pool_name}")
+        size = _file_size(volume)
+        stream = self._conn().newStream(0)
+        received = 0
+        try:
+            volume.download(stream, 0, 0, 0)  # offset 0, length 0: the whole file
+            while data := stream.recv(CHUNK):
+                if isinstance(data, int):  # -2: would block; a blocking stream never does
+                    break
+                sink(data)
+                received += len(data)
+                if progress is not None:
+                    progress(received, size)
+            stream.finish()
+        except BaseException:
+            _abort(stream)
+            raise
+        if received != size:
+            raise libvirt.libvirtError(f"download of {name} brought {received} bytes, not {size}")
+        return received
 
     @translated
     def volume_path(self, pool_name: str, name: str) -> str:

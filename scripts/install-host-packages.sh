@@ -27,6 +27,9 @@ if [[ "${1:-run}" == test ]]; then
   # The guest tools vdc-init's tests run it with (busybox-static, curl, wget, ssh-keygen),
   # and e2fsprogs for test images made with mkfs.ext4 -d and read back with debugfs.
   packages+=(busybox-static curl wget openssh-client e2fsprogs)
+  # The installer CD the e2e tests make (xorriso writes it, isolinux boots it), and the
+  # small ISO files the integration tests register.
+  packages+=(xorriso isolinux)
   # The multi-host e2e tests run an sshd of their own inside a network namespace (the
   # remote host's); the policy below keeps the package from starting one on this machine.
   packages+=(openssh-server)

@@ -275,6 +275,25 @@ def make_disk(import_dir: Path):  # type: ignore[no-untyped-def]
     return make
 
 
+def make_iso_file(path: Path, label: str = "VDC_TEST") -> Path:
+    """A small ISO 9660 file (an installer CD as far as vdc can tell), made by xorriso."""
+    content = path.parent / f".{path.name}.d"
+    content.mkdir(exist_ok=True)
+    (content / "README.TXT").write_text("a test CD\n")
+    subprocess.run(
+        ["xorriso", "-as", "mkisofs", "-quiet", "-V", label, "-o", str(path), str(content)],
+        check=True,
+        capture_output=True,
+    )
+    return path
+
+
+@pytest.fixture
+def make_iso(import_dir: Path):  # type: ignore[no-untyped-def]
+    """make_iso("debian.iso") -> a real ISO 9660 file in the import dir."""
+    return lambda name: make_iso_file(import_dir / name)
+
+
 # --- libvirt test-driver hosts -------------------------------------------------------------
 
 NODE_XML = """<node>

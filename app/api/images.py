@@ -11,7 +11,7 @@ from app.api.errors import ErrorBody
 from app.api.paging import PageDep
 from app.errors import Forbidden
 from app.models.common import Page
-from app.models.image import Image, ImagePublic, ImageUpdate
+from app.models.image import Image, ImageKind, ImagePublic, ImageState, ImageUpdate
 from app.models.image_copy import ImageCopyPublic
 from app.services import access
 from app.services.images import images
@@ -42,10 +42,20 @@ def list_images(
     format: Annotated[str | None, Query(max_length=16)] = None,
     is_public: bool | None = None,
     account_id: Annotated[str | None, Query(max_length=32)] = None,
+    kind: Annotated[ImageKind | None, Query(description="disk, or iso: installer CDs")] = None,
+    state: ImageState | None = None,
 ) -> Page[ImagePublic]:
     """Your images and every public image (an admin sees all)."""
     rows, total = images.list_images(
-        session, account, page, arch=arch, format=format, is_public=is_public, account_id=account_id
+        session,
+        account,
+        page,
+        arch=arch,
+        format=format,
+        is_public=is_public,
+        account_id=account_id,
+        kind=kind,
+        state=state,
     )
     return Page(items=[_public(r) for r in rows], total=total, limit=page.limit, offset=page.offset)
 
@@ -78,7 +88,8 @@ async def upload_image(
         str | None, Query(max_length=32, description="Owner (admins only); default: you")
     ] = None,
 ) -> ImagePublic:
-    """Registers the request body (the raw image file) as a new image.
+    """Registers the request body (the raw image file) as a new image: a disk image, or an
+    installer ISO (kind `iso`, launched with a blank `root_disk_size` GiB disk).
 
     `curl -X POST -T disk.qcow2 -H 'Content-Type: application/octet-stream' URL?arch=x86_64`
     (a POST: `curl -T` alone sends a PUT).

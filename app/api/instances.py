@@ -1,4 +1,5 @@
-"""/api/v1/instances: launch, list, show, power actions, terminate, console."""
+"""/api/v1/instances: launch, list, show, power actions, eject, capture as an image,
+terminate, console."""
 
 from __future__ import annotations
 
@@ -11,16 +12,19 @@ from app.api.paging import PageDep
 from app.models import Instance
 from app.models.common import Page
 from app.models.console_ticket import VncConsole
+from app.models.image import ImageCapture, ImagePublic
 from app.models.instance import (
     ConsoleOutput,
     InstanceCreate,
     InstancePublic,
     InstanceState,
     InstanceUpdate,
+    StopOptions,
 )
 from app.models.volume import VolumePublic
 from app.services import access
 from app.services.compute import consoles, instances
+from app.services.images import capture
 from app.services.storage import volumes
 
 router = APIRouter(prefix="/instances", tags=["instances"])
@@ -88,19 +92,55 @@ def _action(name: str, summary: str):  # type: ignore[no-untyped-def]
     def endpoint(instance_id: str, session: SessionDep, account: CurrentAccount) -> InstancePublic:
         return _one(session, instances.request_action(session, account, instance_id, name))
 
-    endpoint.__name__ = f"{name}_instance"
-    endpoint.__doc__ = summary
+    def endpoint_with_options(
+        instance_id: str,
+        session: SessionDep,
+        account: CurrentAccount,
+        body: StopOptions | None = None,
+    ) -> InstancePublic:
+        eject = body is not None and body.eject
+        return _one(session, instances.request_action(session, account, instance_id, name, eject))
+
+    chosen = endpoint_with_options if name in STOPS else endpoint
+    chosen.__name__ = f"{name}_instance"
+    chosen.__doc__ = summary
     router.post(
         f"/{{instance_id}}/{name}",
         response_model=InstancePublic,
         status_code=status.HTTP_202_ACCEPTED,
-    )(endpoint)
+    )(chosen)
 
 
+STOPS = ("stop", "poweroff")  # these take {"eject": true}: the CD out once the guest is off
 _action("start", "Starts a stopped instance.")
-_action("stop", "ACPI shutdown; forced off after the stop timeout.")
-_action("poweroff", "Turns the instance off at once.")
+_action("stop", "ACPI shutdown; forced off after the stop timeout. `eject`: the CD too.")
+_action("poweroff", "Turns the instance off at once. `eject`: the CD too.")
 _action("reboot", "Reboots a running instance.")
+
+
+@router.post(
+    "/{instance_id}/eject", response_model=InstancePublic, status_code=status.HTTP_202_ACCEPTED
+)
+def eject(instance_id: str, session: SessionDep, account: CurrentAccount) -> InstancePublic:
+    """Takes the installer CD out (live if it runs): the next start boots the disk."""
+    return _one(session, instances.eject(session, account, instance_id))
+
+
+@router.post(
+    "/{instance_id}/image", response_model=ImagePublic, status_code=status.HTTP_202_ACCEPTED
+)
+def capture_image(
+    instance_id: str,
+    body: ImageCapture,
+    session: SessionDep,
+    settings: SettingsDep,
+    account: CurrentAccount,
+) -> ImagePublic:
+    """Makes an image of a stopped instance's root disk (a standalone copy, brought to the
+    image store): answers at once with the image `creating`; poll it until `available`
+    (or `error` with a reason). `prepare`: the `image prepare` steps on the copy."""
+    image = capture.request_capture(session, settings, account, instance_id, body)
+    return ImagePublic.model_validate(image, from_attributes=True)
 
 
 @router.get("/{instance_id}/console", response_model=ConsoleOutput)

@@ -34,7 +34,7 @@ image_cli.command("prepare")(image_prepare_command)
 @image_add_cli.command("local")
 @reports_errors
 def image_add_local(
-    path: Path = typer.Argument(..., help="Image file inside an import directory."),
+    path: Path = typer.Argument(..., help="Image or ISO file inside an import directory."),
     arch: str = typer.Option(..., "--arch", help=f"One of: {', '.join(KNOWN_ARCHES)}."),
     account_id: str = typer.Option(SHARED_ACCOUNT_ID, "--account-id", help="Owner account."),
     description: str = typer.Option("", "--description"),
@@ -47,7 +47,10 @@ def image_add_local(
         help="Its instances get Wakame-vdc's metadata drive (LABEL=METADATA) by default.",
     ),
 ) -> None:
-    """Copies a local image file into vdc's store and prints its new id (wmi-...)."""
+    """Copies a local image file into vdc's store and prints its new id (wmi-...).
+
+    A disk image (raw, qcow2, vmdk, ...) or an installer CD (an ISO 9660 file, kept as kind
+    `iso`: instances launched from it get it as a CD-ROM and a blank root disk)."""
     settings = Settings()
     spec = ImageSpec(
         arch=arch,
@@ -73,7 +76,17 @@ def image_list(
             session, OPERATOR, PageRequest(limit=MAX_LIMIT), account_id=account_id
         )
         table = [r.model_dump() for r in rows]
-    columns = ["id", "account_id", "arch", "format", "virtual_size", "is_public", "display_name"]
+    columns = [
+        "id",
+        "account_id",
+        "arch",
+        "format",
+        "kind",
+        "state",
+        "virtual_size",
+        "is_public",
+        "display_name",
+    ]
     print_table(table, columns)
 
 

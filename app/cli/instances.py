@@ -2,18 +2,27 @@
 
 vdc-manage instance list [--state running] [--host-id hn-xxxxxxxx] [--limit 100] [--all]
 vdc-manage instance force-state i-xxxxxxxx stopped --reason "..."
+vdc-manage instance eject i-xxxxxxxx
+vdc-manage instance image i-xxxxxxxx --display-name "debian 12" [--prepare] --wait
+
+Like the API, eject and image record what is wanted and queue a job; the running server's
+worker does the host side.
 """
 
 from __future__ import annotations
 
+import time
+
 import typer
 
-from app.cli.common import OPERATOR, database, print_record, print_table, reports_errors
+from app.cli.common import OPERATOR, database, fail, print_record, print_table, reports_errors
 from app.config import Settings
-from app.models import Instance
+from app.models import Image, Instance
+from app.models.image import ImageCapture, ImageState
 from app.models.instance import InstanceState
 from app.services import access
 from app.services.compute import instances
+from app.services.images import capture
 from app.services.listing import DEFAULT_LIMIT, MAX_LIMIT, PageRequest
 
 instance_cli = typer.Typer(help="Instances (operator's view).", no_args_is_help=True)
@@ -71,3 +80,59 @@ def instance_force_state(
     with database(Settings()) as session:
         instances.force_state(session, instance_id, state, reason)
     typer.echo(f"{instance_id} is now {state}")
+
+
+@instance_cli.command("eject")
+@reports_errors
+def instance_eject(instance_id: str) -> None:
+    """Takes the installer CD out of an instance launched from an ISO (live if it runs):
+    its next start boots the disk."""
+    with database(Settings()) as session:
+        instances.eject(session, OPERATOR, instance_id)
+    typer.echo(f"{instance_id}: CD ejected")
+
+
+@instance_cli.command("image")
+@reports_errors
+def instance_image(
+    instance_id: str,
+    display_name: str = typer.Option("", "--display-name"),
+    description: str = typer.Option("", "--description"),
+    is_public: bool = typer.Option(False, "--is-public", help="Visible to every account."),
+    prepare: bool = typer.Option(
+        False, "--prepare", help="Run the `image prepare` steps on the copy (a Linux guest)."
+    ),
+    wait: bool = typer.Option(False, "--wait", help="Follow the capture until it ends."),
+    timeout: float = typer.Option(3600.0, "--timeout", help="Seconds --wait waits at most."),
+) -> None:
+    """Captures a stopped instance's root disk as a new image of the instance's account
+    (Wakame-vdc's instance backup); prints the image id and its state."""
+    body = ImageCapture(
+        display_name=display_name, description=description, is_public=is_public, prepare=prepare
+    )
+    settings = Settings()
+    with database(settings) as session:
+        image = capture.request_capture(session, settings, OPERATOR, instance_id, body)
+    if wait:
+        image = _follow(image.id, timeout)
+        if image.state == ImageState.error:
+            raise fail(f"{image.id} error: {image.state_reason}")
+    typer.echo(f"{image.id} {image.state}")
+
+
+def _follow(image_id: str, timeout: float) -> Image:
+    """Polls the image until it is no longer creating, telling each step on stderr."""
+    deadline = time.monotonic() + timeout
+    told = ""
+    while True:
+        with database(Settings()) as session:
+            image = access.get(session, OPERATOR, Image, image_id)
+        if image.state != ImageState.creating:
+            return image
+        step = f"{image.progress:3d}% {image.state_reason}"
+        if step != told:
+            typer.echo(step, err=True)
+            told = step
+        if time.monotonic() > deadline:
+            raise fail(f"{image_id} is still creating after {timeout:g}s; is `vdc serve` running?")
+        time.sleep(0.5)

@@ -53,11 +53,16 @@ class Instance(SQLModel, table=True):
     account_id: str = Field(foreign_key="accounts.id", max_length=32)
     display_name: str = Field(default="", max_length=255)
     hostname: str = Field(max_length=63)
-    image_id: str = Field(foreign_key="images.id", index=True, max_length=32)
+    # No foreign key: a terminated instance keeps the id of the image it ran, which may be
+    # deleted then (the image service refuses while a live instance uses it).
+    image_id: str = Field(index=True, max_length=32)
     instance_type: str | None = Field(default=None, max_length=32)
     cpu_cores: int
     memory_size: int  # MiB
     root_disk_size: int = 0  # GiB; 0 = the image's virtual size
+    # The ISO image in its CD-ROM drive (instances launched from an ISO have one); None once
+    # ejected. What the drive should hold: the eject job and every start make it so.
+    cdrom_image_id: str | None = Field(default=None, max_length=32)
     host_node_id: str | None = Field(
         default=None, foreign_key="host_nodes.id", index=True, max_length=32
     )
@@ -113,6 +118,13 @@ class InstanceCreate(BaseModel):
         default=None, pattern=HOSTNAME_PATTERN, description="Default: the id"
     )
     display_name: str = PydanticField(default="", max_length=255)
+    root_disk_size: int | None = PydanticField(
+        default=None,
+        ge=1,
+        le=64 * 1024,
+        description="GiB; default: the type's. From an ISO image (required then): the size of "
+        "the blank disk the installer writes to",
+    )
     user_data: str | None = PydanticField(default=None, description="Text, up to 16 KiB (UTF-8)")
     user_data_base64: str | None = PydanticField(
         default=None, description="Or bytes, base64-encoded"
@@ -219,6 +231,7 @@ class InstancePublic(BaseModel):
     cpu_cores: int
     memory_size: int
     root_disk_size: int
+    cdrom_image_id: str | None
     host_node_id: str | None
     state: str
     state_reason: str
@@ -235,6 +248,12 @@ class InstancePublic(BaseModel):
     updated_at: datetime
     launched_at: datetime | None
     terminated_at: datetime | None
+
+
+class StopOptions(BaseModel):
+    eject: bool = PydanticField(
+        default=False, description="Also eject the CD, so the next start boots the disk"
+    )
 
 
 class ConsoleOutput(BaseModel):

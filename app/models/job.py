@@ -27,6 +27,9 @@ class Job(SQLModel, table=True):
     # Volume jobs name their volume; attach and detach also name the instance, so they run
     # in order with its other jobs (an attach queued before a stop runs first).
     volume_id: str | None = Field(default=None, index=True, max_length=32)
+    # An image capture names the image it makes, and its instance (to run in order with the
+    # instance's other jobs: a start asked after the capture waits for it).
+    image_id: str | None = Field(default=None, max_length=32)
     state: JobState = Field(default=JobState.queued, sa_column=state_column(JobState, index=True))
     attempts: int = 0
     lease_owner: str | None = Field(default=None, max_length=64)

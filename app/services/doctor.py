@@ -25,6 +25,7 @@ from sqlmodel import Session, col, select
 
 from app.config import Settings
 from app.models import HostNode, Image, ImageCopy, Instance, Network, NetworkInterface, Volume
+from app.models.image import ImageState
 from app.models.image_copy import CopyState
 from app.models.instance import InstanceState
 from app.models.volume import VolumeState
@@ -230,6 +231,9 @@ def _expected_volumes(
         may[pools.INSTANCE_POOL].update(entries)
         if instance_id in settled:
             must[pools.INSTANCE_POOL].update(entries)
+    # The copy of a root disk that an image capture is bringing to the image store.
+    for image_id in session.exec(select(Image.id).where(Image.state == ImageState.creating)):
+        may[pools.INSTANCE_POOL].add((pools.INSTANCE_POOL, pools.capture_volume_name(image_id)))
     for volume in session.exec(
         select(Volume)
         .where(Volume.host_node_id == host.id)
@@ -259,7 +263,10 @@ def _interfaces(
 
 def _examine_data_dir(session: Session, settings: Settings) -> list[Finding]:
     found: list[Finding] = []
-    image_files = {image.file_name for image in session.exec(select(Image))}
+    images = list(session.exec(select(Image)))
+    image_files = {image.file_name for image in images}
+    # A capture's image has its file only once available (a failed one never has one).
+    expected_files = {i.file_name for i in images if i.state == ImageState.available}
     on_disk = (
         {p.name for p in settings.image_dir.iterdir()} if settings.image_dir.is_dir() else set()
     )
@@ -267,7 +274,7 @@ def _examine_data_dir(session: Session, settings: Settings) -> list[Finding]:
     on_disk = {name for name in on_disk if not name.startswith(".")}
     found += [Finding("data dir", "image file", n, "orphan") for n in sorted(on_disk - image_files)]
     found += [
-        Finding("data dir", "image file", n, "missing") for n in sorted(image_files - on_disk)
+        Finding("data dir", "image file", n, "missing") for n in sorted(expected_files - on_disk)
     ]
     live = set(
         session.exec(select(Instance.id).where(col(Instance.state) != InstanceState.terminated))

@@ -21,11 +21,21 @@ MAX_ATTEMPTS = 5
 
 
 def enqueue(
-    session: Session, kind: str, instance_id: str | None, volume_id: str | None = None
+    session: Session,
+    kind: str,
+    instance_id: str | None,
+    volume_id: str | None = None,
+    image_id: str | None = None,
 ) -> Job:
     """Adds a job to the caller's transaction: it exists exactly when the change that
     needed it is committed."""
-    job = Job(id=new_id("job"), kind=kind, instance_id=instance_id, volume_id=volume_id)
+    job = Job(
+        id=new_id("job"),
+        kind=kind,
+        instance_id=instance_id,
+        volume_id=volume_id,
+        image_id=image_id,
+    )
     session.add(job)
     return job
 

@@ -1,4 +1,5 @@
-"""Instances: the list (with live states), launch, details, power actions, console."""
+"""Instances: the list (with live states), launch, details, power actions, eject, save as
+an image, console."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from sqlmodel import col, select
 from app.config import Settings
 from app.errors import AppError, BadRequest
 from app.models import Instance, InstanceType
+from app.models.image import ImageCapture
 from app.models.instance import MAX_USER_DATA, InstanceCreate
 from app.models.quota import UNLIMITED
 from app.services import access
 from app.services.compute import instances
 from app.services.identity import account_quotas, keypairs
-from app.services.images import images
+from app.services.images import capture, images
 from app.services.listing import MAX_LIMIT, PageRequest
 from app.services.network import networks, security_groups
 from app.services.quotas import number_text
@@ -35,6 +37,7 @@ LAUNCH_FIELDS = (
     "security_group_ids",
     "user_data",
     "metadata_drive",
+    "root_disk_size",
 )
 # The launch form's metadata drive choice: "" leaves it to the image.
 DRIVE_CHOICES = {"": None, "yes": True, "no": False}
@@ -165,6 +168,7 @@ async def launch(request: Request, session: DB, user: User) -> Response:
             # Browsers send textarea line ends as CRLF: the guest gets what was typed.
             user_data=values["user_data"].replace("\r\n", "\n") or None,
             metadata_drive=_drive_choice(values["metadata_drive"]),
+            root_disk_size=_gib(values["root_disk_size"]),
         )
         if not values["image_id"]:
             raise BadRequest("choose an image")
@@ -200,11 +204,28 @@ async def action(request: Request, instance_id: str, session: DB, user: User) ->
     wanted = form.get("action", "")
     if wanted == "terminate":
         instances.terminate(session, user.account, instance_id)
+    elif wanted == "eject":
+        instances.eject(session, user.account, instance_id)
     elif wanted in ACTIONS:
         instances.request_action(session, user.account, instance_id, wanted)
     else:
         raise BadRequest(f"unknown action {wanted!r}")
     return redirect(f"/instances/{instance_id}", f"{wanted} requested")
+
+
+@router.post("/instances/{instance_id}/image")
+async def save_as_image(request: Request, instance_id: str, session: DB, user: User) -> Response:
+    """The instance page's "Save as image" form: a capture, followed on the images page."""
+    form = await form_of(request, user)
+    body = ImageCapture(
+        display_name=form.get("display_name", "")[:255],
+        description=form.get("description", "")[:1024],
+        is_public=form.get("is_public") == "on",
+        prepare=form.get("prepare") == "on",
+    )
+    settings = request.app.state.settings
+    image = capture.request_capture(session, settings, user.account, instance_id, body)
+    return redirect("/images", f"capturing {instance_id} as {image.id}")
 
 
 @router.get("/instances/{instance_id}/console")
@@ -218,6 +239,15 @@ def _drive_choice(value: str) -> bool | None:
     if value not in DRIVE_CHOICES:
         raise BadRequest(f"metadata drive: {value!r} is not a choice (yes, no, or the image's)")
     return DRIVE_CHOICES[value]
+
+
+def _gib(text: str) -> int | None:
+    """The launch form's root disk size: empty (the type's), or whole GiB."""
+    if not text.strip():
+        return None
+    if not text.strip().isdigit():
+        raise BadRequest("root_disk_size: give a whole number of GiB")
+    return int(text)
 
 
 def _status(error: Exception) -> int:

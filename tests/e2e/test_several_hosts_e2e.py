@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -211,6 +213,23 @@ echo SPOOF-DONE
     assert disks[volume["id"]][1] == SECTORS
     console = dc.console(b["id"])
     assert f"hostname={b['hostname']}" in console and "VDC-E2E disks" in console
+
+    # --- (4b) C, stopped on node2, captured as an image: the flat copy made on node2, its
+    # bytes brought over libvirt's download stream, the copy gone from node2 ------------
+    c = second_on_node2["id"]
+    dc.action(c, "stop")
+    dc.wait_state(c, "stopped")
+    captured = dc.post(f"/api/v1/instances/{c}/image", display_name="from node2")
+    deadline = time.monotonic() + 180
+    while (made := dc.get(f"/api/v1/images/{captured['id']}"))["state"] == "creating":
+        assert time.monotonic() < deadline, made
+        time.sleep(0.3)
+    assert (made["state"], made["format"], made["state_reason"]) == ("available", "qcow2", "")
+    assert made["virtual_size"] == image["virtual_size"]  # the disk of the guest image
+    stored = dc.data_dir / "images" / f"{made['id']}.qcow2"
+    info = subprocess.run(["qemu-img", "info", str(stored)], capture_output=True, text=True)
+    assert "backing file" not in info.stdout and "file format: qcow2" in info.stdout
+    assert "-capture" not in virsh_on(dc, "node2", "vol-list", "vdc-instances")
 
     # --- (5) everything goes: nothing is left on either host ------------------------------
     for guest in guests.values():

@@ -115,9 +115,9 @@ def test_deleting_an_account_takes_its_key_pairs_and_refuses_while_it_owns_insta
             sa.text(
                 "INSERT INTO images (id, account_id, display_name, description, arch,"
                 " is_public, state, source, format, virtual_size, file_size, sha256,"
-                " file_name, created_at, updated_at) VALUES ('wmi-x0000000', :a, '', '',"
-                " 'x86_64', false, 'available', 'upload', 'raw', 512, 512, '', 'x.raw',"
-                " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                " file_name, kind, state_reason, progress, created_at, updated_at) VALUES"
+                " ('wmi-x0000000', :a, '', '', 'x86_64', false, 'available', 'upload', 'raw',"
+                " 512, 512, '', 'x.raw', 'disk', '', 100, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
             ),
             {"a": keys.ids["alice"]},
         )

@@ -33,6 +33,8 @@ CROSS_ACCOUNT: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/api/v1/instances/{instance}/stop", None),
     ("POST", "/api/v1/instances/{instance}/poweroff", None),
     ("POST", "/api/v1/instances/{instance}/reboot", None),
+    ("POST", "/api/v1/instances/{instance}/eject", None),
+    ("POST", "/api/v1/instances/{instance}/image", {"display_name": "mine now"}),
     ("GET", "/api/v1/instances/{instance}/console", None),
     ("POST", "/api/v1/instances/{instance}/console/vnc", None),
     ("GET", "/api/v1/instances/{instance}/volumes", None),

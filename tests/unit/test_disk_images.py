@@ -9,6 +9,7 @@ import pytest
 
 from app.errors import InvalidImage, PayloadTooLarge
 from app.services.images import disk_images
+from tests.conftest import make_iso_file
 
 
 def create(path: Path, fmt: str, size: str = "16M", *extra: str) -> Path:
@@ -76,6 +77,21 @@ def test_raw_files_that_are_not_disks_are_refused(
     path.write_bytes(content)
     with pytest.raises(InvalidImage, match=message):
         disk_images.inspect(path)
+
+
+def test_an_iso_is_raw_of_kind_iso_and_a_disk_is_not(tmp_path: Path) -> None:
+    """qemu-img calls an installer CD raw; its ISO 9660 signature at 0x8001 makes it one."""
+    iso = disk_images.inspect(make_iso_file(tmp_path / "debian.iso"))
+    assert (iso.format, iso.kind) == ("raw", "iso")
+    assert iso.virtual_size == iso.file_size == (tmp_path / "debian.iso").stat().st_size
+    raw = disk_images.inspect(create(tmp_path / "disk.raw", "raw", "1M"))
+    assert (raw.format, raw.kind) == ("raw", "disk")
+    # The signature one byte off is no ISO (a disk that happens to hold the word).
+    shifted = tmp_path / "shifted.raw"
+    shifted.write_bytes(bytes(0x8002) + b"CD001" + bytes(1024 * 1024 - 0x8007))
+    assert disk_images.inspect(shifted).kind == "disk"
+    qcow2 = disk_images.inspect(create(tmp_path / "disk.qcow2", "qcow2"))
+    assert (qcow2.format, qcow2.kind) == ("qcow2", "disk")
 
 
 def test_relative_paths_are_a_programming_error(tmp_path: Path) -> None:

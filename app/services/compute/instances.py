@@ -17,6 +17,7 @@ from app.ids import new_id
 from app.models import Account, HostNode, Image, Instance, InstanceType, Network, SshKeyPair
 from app.models.common import utcnow
 from app.models.host_node import HostStatus
+from app.models.image import ImageKind
 from app.models.instance import (
     GONE_STATES,
     ConsoleOutput,
@@ -141,13 +142,15 @@ def _size(session: Session, body: InstanceCreate) -> tuple[str | None, int, int,
 def launch(
     session: Session, settings: Settings, account: Account, body: InstanceCreate
 ) -> Instance:
-    image = access.get(session, account, Image, body.image_id)
+    image = volumes.usable_image(access.get(session, account, Image, body.image_id))
     network = (
         access.get(session, account, Network, body.network_id)
         if body.network_id
         else networks.default_network(session, account)
     )
     type_name, cpu_cores, memory_size, root_disk_size = _size(session, body)
+    if body.root_disk_size is not None:
+        root_disk_size = body.root_disk_size
     user_data = body.user_data_bytes()  # validated with the body
     ssh_key_id = (
         access.get(session, account, SshKeyPair, body.ssh_key_id).id if body.ssh_key_id else None
@@ -179,6 +182,8 @@ def launch(
             cpu_cores=cpu_cores,
             memory_size=memory_size,
             root_disk_size=root_disk_size,
+            # An installer CD boots first, until it is ejected (eject, below).
+            cdrom_image_id=image.id if image.kind == ImageKind.iso else None,
             host_node_id=host.id,
             user_data=user_data,
             ssh_key_id=ssh_key_id,
@@ -201,7 +206,11 @@ def launch(
     return instance
 
 
-def request_action(session: Session, account: Account, instance_id: str, action: str) -> Instance:
+def request_action(
+    session: Session, account: Account, instance_id: str, action: str, eject: bool = False
+) -> Instance:
+    """`eject` (with stop and poweroff): the CD comes out once the guest is off, so the next
+    start boots the disk."""
     allowed, next_state, job_kind = ACTIONS[action]
     instance = access.get(session, account, Instance, instance_id)
     # Compare-and-set, not a read then a write: a terminate (or another action) committed
@@ -215,9 +224,39 @@ def request_action(session: Session, account: Account, instance_id: str, action:
             f"{current.state if current else 'gone'} (it must be {wanted})"
         )
     jobs.enqueue(session, job_kind, instance.id)
+    if eject and instance.cdrom_image_id is not None:
+        _eject(session, instance)  # queued after the stop: it runs once the guest is off
     session.commit()
     session.refresh(instance)
     return instance
+
+
+def eject(session: Session, account: Account, instance_id: str) -> Instance:
+    """Takes the installer CD out of the drive, at once if the guest runs, so that the next
+    start boots the disk it was installed onto."""
+    instance = access.get(session, account, Instance, instance_id)
+    if instance.state in GONE_STATES:
+        raise Conflict(f"instance {instance.id} is {instance.state}")
+    if instance.cdrom_image_id is None:
+        image = session.get(Image, instance.image_id)
+        has_drive = image is not None and image.kind == ImageKind.iso
+        raise Conflict(
+            f"instance {instance.id} has no CD to eject: "
+            + ("it was ejected already" if has_drive else "it was not launched from an ISO")
+        )
+    _eject(session, instance)
+    session.commit()
+    session.refresh(instance)
+    return instance
+
+
+def _eject(session: Session, instance: Instance) -> None:
+    """The drive is wanted empty (so every later start leaves it empty); the job empties
+    the domain's, in order after the instance's earlier jobs."""
+    instance.cdrom_image_id = None
+    instance.updated_at = utcnow()
+    session.add(instance)
+    jobs.enqueue(session, "eject", instance.id)
 
 
 def terminate(session: Session, account: Account, instance_id: str) -> Instance:

@@ -117,6 +117,14 @@ def run_reboot(ctx: JobContext, job: Job, loaded: Loaded) -> None:
     )
 
 
+def run_eject(ctx: JobContext, job: Job, loaded: Loaded) -> None:
+    """The CD out of the drive (asked for on its own, or after a stop): the instance's row
+    says so already; the domain follows, live if it runs."""
+    if loaded.instance.state in (InstanceState.shuttingdown, InstanceState.terminated):
+        return
+    provision.eject(ctx, loaded)
+
+
 def run_filters(ctx: JobContext, job: Job, loaded: Loaded) -> None:
     """Security groups changed: the interfaces' filters follow (a running guest gets the
     new rules at once; a stopped one at its next start)."""
@@ -151,6 +159,7 @@ HANDLERS: dict[str, Callable[[JobContext, Job, Loaded], None]] = {
     "reboot": run_reboot,
     "terminate": run_terminate,
     "filters": run_filters,
+    "eject": run_eject,
 }
 
 

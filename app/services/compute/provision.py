@@ -14,7 +14,9 @@ import sqlalchemy as sa
 from sqlmodel import col
 
 from app.models import HostNode, Image, Instance, Network, NetworkInterface
+from app.models.image import ImageKind
 from app.models.lookups import interfaces_with_networks
+from app.models.volume import GIB
 from app.services.compute import display, metadata_drive
 from app.services.hypervisors import driver_for
 from app.services.jobs_context import JobContext
@@ -22,7 +24,14 @@ from app.services.network import fabric, nwfilters
 from app.services.storage import image_copies, pools, volume_jobs
 from app.services.storage.pools import CONSOLE_POOL, INSTANCE_POOL, root_volume_name
 from hypervisor.driver import HostDriver
-from hypervisor.specs import DhcpHost, DiskSpec, DomainSpec, InterfaceSpec, VolumeSpec
+from hypervisor.specs import (
+    CdromSpec,
+    DhcpHost,
+    DiskSpec,
+    DomainSpec,
+    InterfaceSpec,
+    VolumeSpec,
+)
 
 ARCH = {"x86_64": "x86_64", "x86": "i686", "i686": "i686", "aarch64": "aarch64"}
 
@@ -47,7 +56,8 @@ def load(ctx: JobContext, instance_id: str) -> Loaded | None:
             return None
         host = session.get(HostNode, instance.host_node_id) if instance.host_node_id else None
         image = session.get(Image, instance.image_id)
-        assert image is not None
+        if image is None:  # deleted once the instance was terminated: nothing left to do
+            return None
         return Loaded(instance, host, image, interfaces_with_networks(session, instance_id))
 
 
@@ -75,17 +85,9 @@ def ensure_running(ctx: JobContext, loaded: Loaded, owner: str) -> None:
         entry = DhcpHost(nic.mac_address, nic.ip_address, instance.hostname)
         fabric.add_dhcp_entry(ctx, network, loaded.host, entry)
     image = loaded.image
-    image_path = image_copies.ensure_copy(ctx, loaded.host, image, owner)
+    cdrom = ensure_cdrom_medium(ctx, loaded, owner)
     driver.ensure_pool(pools.pool_spec(settings, INSTANCE_POOL))
-    disk_path = driver.ensure_volume(
-        INSTANCE_POOL,
-        VolumeSpec(
-            name=root_volume_name(instance.id),
-            capacity_bytes=max(image.virtual_size, instance.root_disk_size * 1024**3),
-            backing_path=image_path,
-            backing_format=image.format,
-        ),
-    )
+    disk_path = driver.ensure_volume(INSTANCE_POOL, _root_disk(ctx, loaded, owner))
     drive = metadata_drive.ensure_drive(ctx, instance.id, driver)
     data_disks = [
         *([drive] if drive is not None else []),  # vdb, before the volumes (vdc, ...)
@@ -109,14 +111,53 @@ def ensure_running(ctx: JobContext, loaded: Loaded, owner: str) -> None:
             interfaces=tuple(interfaces),
             console_log=pools.console_log(settings, instance.id),
             display=screen,
+            cdrom=cdrom,
         )
     )
     # A domain defined earlier gets the volumes attached since (e.g. while it was off), the
-    # filters of security groups and a screen (domains made before vdc had them).
+    # filters of security groups and a screen (domains made before vdc had them); its CD what
+    # the instance wants now (ejected while a job to do so could not run).
     driver.ensure_persistent_disks(instance.id, data_disks)
     driver.ensure_persistent_filters(instance.id, interfaces)
     driver.ensure_persistent_display(instance.id, screen)
+    if cdrom is not None:
+        driver.ensure_cdrom(instance.id, cdrom)
     guest.start()
+
+
+def _root_disk(ctx: JobContext, loaded: Loaded, owner: str) -> VolumeSpec:
+    """An overlay on the host's copy of the image, grown to the size asked for; from an
+    installer ISO, a blank disk of the size asked for (the ISO is the CD)."""
+    instance, image = loaded.instance, loaded.image
+    name = root_volume_name(instance.id)
+    if image.kind == ImageKind.iso:
+        return VolumeSpec(name=name, capacity_bytes=instance.root_disk_size * GIB)
+    assert loaded.host is not None
+    return VolumeSpec(
+        name=name,
+        capacity_bytes=max(image.virtual_size, instance.root_disk_size * GIB),
+        backing_path=image_copies.ensure_copy(ctx, loaded.host, image, owner),
+        backing_format=image.format,
+    )
+
+
+def ensure_cdrom_medium(ctx: JobContext, loaded: Loaded, owner: str) -> CdromSpec | None:
+    """The CD-ROM drive an instance launched from an ISO has: the ISO (copied to its host,
+    as images are) until it is ejected, then empty. Other instances have no drive."""
+    if loaded.image.kind != ImageKind.iso:
+        return None
+    if loaded.instance.cdrom_image_id is None:
+        return CdromSpec(path=None)
+    assert loaded.host is not None
+    return CdromSpec(path=image_copies.ensure_copy(ctx, loaded.host, loaded.image, owner))
+
+
+def eject(ctx: JobContext, loaded: Loaded) -> None:
+    """Empties the drive of a defined domain (running or not); the next start would too."""
+    if loaded.host is None or loaded.instance.cdrom_image_id is not None:
+        return
+    if loaded.driver.find_guest(loaded.instance.id) is not None:
+        loaded.driver.ensure_cdrom(loaded.instance.id, CdromSpec(path=None))
 
 
 def virt_type(ctx: JobContext, host: HostNode, driver: HostDriver) -> str:

@@ -39,6 +39,10 @@ _NOT_DISK_MAGIC = {
     b"#!": "a script",
 }
 SECTOR = 512
+# ISO 9660: the primary volume descriptor (sector 16 of 2048 bytes) is a type byte, then
+# "CD001". qemu-img knows no ISO format: to it an installer CD is raw.
+ISO_MAGIC = b"CD001"
+ISO_MAGIC_OFFSET = 0x8001
 _CHUNK = 4 * 1024 * 1024
 # Limits from OpenStack's hardening of `qemu-img info` against crafted images.
 _INFO_LIMITS = ["prlimit", "--as=1073741824", "--cpu=30", "--"]
@@ -51,6 +55,7 @@ class DiskInfo:
     format: str
     virtual_size: int
     file_size: int
+    kind: str = "disk"  # or "iso": an installer CD (raw bytes with an ISO 9660 signature)
 
 
 def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -90,7 +95,15 @@ def inspect(path: Path, qemu_img: str = "qemu-img") -> DiskInfo:
     virtual_size = int(info.get("virtual-size") or 0)
     if virtual_size <= 0:
         raise InvalidImage(f"{path.name}: virtual size is zero")
-    return DiskInfo(format=fmt, virtual_size=virtual_size, file_size=file_size)
+    kind = "iso" if fmt == "raw" and is_iso(path) else "disk"
+    return DiskInfo(format=fmt, virtual_size=virtual_size, file_size=file_size, kind=kind)
+
+
+def is_iso(path: Path) -> bool:
+    """An ISO 9660 file (an installer CD, hybrid ones included: those also have an MBR)."""
+    with path.open("rb") as handle:
+        handle.seek(ISO_MAGIC_OFFSET)
+        return handle.read(len(ISO_MAGIC)) == ISO_MAGIC
 
 
 def refuse_if_in_use(path: Path, fmt: str, qemu_io: str = "qemu-io") -> None:

@@ -16,7 +16,7 @@ from app.errors import BadRequest, Conflict, Forbidden, InvalidImage, PayloadToo
 from app.ids import new_id
 from app.models import Account, Image, Instance, Volume
 from app.models.common import utcnow
-from app.models.image import ImageUpdate
+from app.models.image import ImageKind, ImageState, ImageUpdate
 from app.models.instance import InstanceState
 from app.models.volume import GIB, VolumeState
 from app.services import access, quotas
@@ -183,6 +183,11 @@ def _finish(
     """Inspects the copy (converting it if asked), records it, moves it into place."""
     info = disk_images.inspect(partial, settings.qemu_img)
     image_id = new_id("image")
+    if spec.convert_to and info.kind == ImageKind.iso:
+        raise BadRequest(
+            "this is an ISO image (an installer CD): it is stored as it is, register it "
+            "without conversion"
+        )
     if spec.convert_to and spec.convert_to != info.format:
         converted = partial.with_name(partial.name + "." + spec.convert_to)
         try:
@@ -235,7 +240,9 @@ def _record(
         virtual_size=info.virtual_size,
         file_size=info.file_size,
         sha256=digest,
-        file_name=f"{image_id}.{info.format}",
+        kind=info.kind,
+        # An ISO keeps its name's ending: what it is to anyone looking at the store.
+        file_name=f"{image_id}.{'iso' if info.kind == ImageKind.iso else info.format}",
     )
     session.add(image)
     session.flush()
@@ -257,6 +264,11 @@ def update_image(session: Session, account: Account, image_id: str, changes: Ima
 
 def delete_image(session: Session, settings: Settings, account: Account, image_id: str) -> None:
     image = _owned(session, account, image_id)
+    if image.state == ImageState.creating:
+        raise Conflict(
+            f"image {image.id} is creating (captured from an instance); delete it once it is "
+            "available or in error"
+        )
     _refuse_if_in_use(session, image)
     path = settings.image_dir / image.file_name
     # Its copies on other hosts go too (those whose host is down, once it is back).
@@ -269,7 +281,8 @@ def delete_image(session: Session, settings: Settings, account: Account, image_i
 
 
 def _refuse_if_in_use(session: Session, image: Image) -> None:
-    """Root disks and volumes made from an image are overlays on its file."""
+    """Root disks and volumes made from an image are overlays on its file; an ISO is the CD
+    of the instances launched from it."""
     instance = session.exec(
         select(Instance.id)
         .where(Instance.image_id == image.id)

@@ -34,6 +34,9 @@ class PrepareOptions:
     install_init: bool = False
     init_user: str | None = None  # vdc-init installs public keys for this user, not root
     nameservers: tuple[str, ...] = ()
+    # With install_init: not where an enabled cloud-init reads the metadata already (a
+    # captured instance: vdc cannot ask its owner which one they meant to use).
+    unless_cloud_init: bool = False
 
     def check(self) -> None:
         for server in self.nameservers:
@@ -112,9 +115,14 @@ def prepare(
     with session(path.resolve(), info.format, settings.virt_type) as fish:
         # First read-only: every refusal below leaves the file exactly as it was.
         report.operating_system = mount_linux_root(fish, path, read_only=True)
+        install_init = options.install_init and not (
+            options.unless_cloud_init and image_checks.look(fish).cloud_init == "enabled"
+        )
+        if options.install_init and not install_init:
+            report.notes.append("cloud-init reads the metadata service: vdc-init not added")
         if options.init_user is not None:
             vdc_init_install.check_user(fish, options.init_user)
-        if options.install_init:
+        if install_init:
             facts = image_checks.check_for_vdc_init(fish)
             report.notes.append(f"vdc-init will use {facts.http}, started by {facts.init}")
         else:
@@ -130,7 +138,7 @@ def prepare(
         report.changes += empty_logs(fish)
         for server in options.nameservers:
             report.changes += add_nameserver(fish, server)
-        if options.install_init:
+        if install_init:
             report.changes += vdc_init_install.install_vdc_init(fish, options.init_user)
     return report
 

@@ -2,7 +2,9 @@
 
 - `vdc-images/<image>.<format>`: the host's copy of an image (image_copies.py). On the host
   vdc runs on, this pool is vdc's image store itself: nothing is copied there.
-- `vdc-instances/<instance>-root.qcow2`: root disks, overlays on the host's image copy;
+- `vdc-instances/<instance>-root.qcow2`: root disks, overlays on the host's image copy
+  (blank for an instance launched from an ISO); `<image>-capture.qcow2`, a root disk's
+  standalone copy while an image is captured from it;
 - `vdc-volumes/<volume>.qcow2`: volumes (blank, or overlays on an image copy);
 - `vdc-console/<instance>.log`: serial console logs, read back through libvirt.
 
@@ -27,6 +29,12 @@ CONSOLE_POOL = "vdc-console"
 
 def root_volume_name(instance_id: str) -> str:
     return f"{instance_id}-root.qcow2"
+
+
+def capture_volume_name(image_id: str) -> str:
+    """The standalone copy of a root disk that an image capture brings to the image store,
+    beside the root disk on its host while it is made and sent."""
+    return f"{image_id}-capture.qcow2"
 
 
 def location(volume: Volume) -> tuple[str, str]:

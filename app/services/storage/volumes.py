@@ -16,6 +16,7 @@ from app.errors import BadRequest, Conflict
 from app.ids import new_id
 from app.models import Account, Image, Instance, Volume
 from app.models.common import utcnow
+from app.models.image import ImageKind, ImageState
 from app.models.instance import GONE_STATES, InstanceState
 from app.models.volume import (
     DATA_DEVICES,
@@ -65,6 +66,13 @@ def create_volume(
     session: Session, settings: Settings, account: Account, body: VolumeCreate
 ) -> Volume:
     image = access.get(session, account, Image, body.image_id) if body.image_id else None
+    if image is not None:
+        usable_image(image)
+        if image.kind == ImageKind.iso:
+            raise BadRequest(
+                f"image {image.id} is an ISO (an installer CD): it is only ever a CD-ROM; "
+                "launch an instance from it instead"
+            )
     size = _checked_size(settings, body.size_bytes(), image)
     if body.instance_id is not None:
         instance = access.get(session, account, Instance, body.instance_id)
@@ -205,6 +213,17 @@ def detach_volume(session: Session, account: Account, volume_id: str) -> Volume:
 # --- with a launch -------------------------------------------------------------------------
 
 
+def usable_image(image: Image) -> Image:
+    """An image an instance or a volume may be made from now: one whose file is complete
+    (not an image still being captured, nor one whose capture failed)."""
+    if image.state != ImageState.available:
+        why = f" ({image.state_reason})" if image.state_reason else ""
+        raise Conflict(
+            f"image {image.id} is {image.state}{why}: only an available image can be used"
+        )
+    return image
+
+
 def add_launch_volumes(
     session: Session,
     settings: Settings,
@@ -219,7 +238,8 @@ def add_launch_volumes(
         id=new_id("volume"),
         account_id=instance.account_id,
         size=root_disk_size(settings, image, instance.root_disk_size),
-        image_id=image.id,
+        # From an ISO, the root disk is blank: the image is its CD, not its base.
+        image_id=None if image.kind == ImageKind.iso else image.id,
         host_node_id=instance.host_node_id,
         state=VolumeState.attaching,
         instance_id=instance.id,
@@ -248,14 +268,22 @@ def add_launch_volumes(
 
 def root_disk_size(settings: Settings, image: Image, root_disk_size_gib: int) -> int:
     """Bytes of an instance's root disk: its image's virtual size, grown to the size its
-    type asks for; refused over the limit every disk obeys (a tiny qcow2 can claim a
-    petabyte)."""
-    size = max(image.virtual_size, root_disk_size_gib * GIB)
+    type (or launch) asks for; from an ISO, a blank disk of exactly that size. Refused over
+    the limit every disk obeys (a tiny qcow2 can claim a petabyte)."""
+    if image.kind == ImageKind.iso:
+        if root_disk_size_gib <= 0:
+            raise BadRequest(
+                f"image {image.id} is an ISO (an installer CD): give root_disk_size, the GiB "
+                "of the blank disk to install onto"
+            )
+        size, why = root_disk_size_gib * GIB, "as asked"
+    else:
+        size = max(image.virtual_size, root_disk_size_gib * GIB)
+        why = f"image {image.id} has a virtual size of {image.virtual_size} bytes"
     if size > settings.max_volume_size * GIB:
         raise BadRequest(
-            f"the root disk would be {size / GIB:.0f} GiB (image {image.id} has a virtual size "
-            f"of {image.virtual_size} bytes), over the limit of {settings.max_volume_size} GiB "
-            "for any disk (VDC_MAX_VOLUME_SIZE)"
+            f"the root disk would be {size / GIB:.0f} GiB ({why}), over the limit of "
+            f"{settings.max_volume_size} GiB for any disk (VDC_MAX_VOLUME_SIZE)"
         )
     return size
 

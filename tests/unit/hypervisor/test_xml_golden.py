@@ -22,6 +22,7 @@ import pytest
 from hypervisor import designer
 from hypervisor.specs import (
     VDC_XML_NAMESPACE,
+    CdromSpec,
     DhcpHost,
     DiskSpec,
     DisplaySpec,
@@ -149,6 +150,13 @@ GUARDED_DOMAIN = replace(
     interfaces=(replace(TEST_DOMAIN.interfaces[0], filter="vdc-vif-2mf8x0ka", ip="10.0.0.100"),),
 )
 BLANK_VOLUME = VolumeSpec(name="vol-8hd2k1xq.qcow2", capacity_bytes=64 * 1024**2)
+# Launched from an installer ISO: a blank root disk and the ISO as a CD that boots first.
+INSTALLER_DOMAIN = replace(
+    QEMU_DOMAIN,
+    disks=QEMU_DOMAIN.disks[:1],
+    interfaces=QEMU_DOMAIN.interfaces[:1],
+    cdrom=CdromSpec(path="/var/lib/vdc/images/wmi-debian12.iso"),
+)
 # The default group: its members (two instances) may reach each other on anything.
 DEFAULT_GROUP_FILTER = FilterSpec(
     name="vdc-vif-2mf8x0ka",
@@ -176,6 +184,7 @@ GOLDEN_CASES: dict[str, Domain | Network | StoragePool | StorageVolume | NwFilte
     "domain_qemu": designer.domain(QEMU_DOMAIN),
     "domain_test": designer.domain(TEST_DOMAIN),
     "domain_guarded_with_volume": designer.domain(GUARDED_DOMAIN),
+    "domain_installer_cd": designer.domain(INSTALLER_DOMAIN),
     "network_nat": designer.network(NAT_NETWORK, NAT_NETWORK_HOSTS),
     "network_isolated": designer.network(ISOLATED_NETWORK),
     "pool_dir": designer.pool(DIR_POOL),
@@ -229,6 +238,15 @@ def test_dhcp_hosts_parse_back_from_a_whole_network() -> None:
     network_xml = designer.network(NAT_NETWORK, NAT_NETWORK_HOSTS).to_xml()
     assert designer.parse_dhcp_hosts(network_xml) == list(NAT_NETWORK_HOSTS)
     assert designer.parse_dhcp_hosts(designer.network(ISOLATED_NETWORK).to_xml()) == []
+
+
+def test_an_ejected_cd_is_an_empty_drive_and_still_boots_first() -> None:
+    ejected = designer.domain(replace(INSTALLER_DOMAIN, cdrom=CdromSpec(path=None)))
+    (drive,) = [disk for disk in ejected.disks if disk.device == "cdrom"]
+    assert (drive.source_file, drive.read_only, drive.target_bus) == (None, True, "sata")
+    assert ejected.os.boot_devices == ("cdrom", "hd")  # the BIOS skips an empty drive
+    assert Domain.from_xml(ejected.to_xml()) == ejected
+    assert designer.domain(QEMU_DOMAIN).os.boot_devices == ("hd",)
 
 
 def test_cpu_passthrough_only_with_kvm() -> None:
