@@ -32,39 +32,50 @@ from app.metrics import METADATA_BUCKETS, metadata_path_kind
 MAX_PATHS = 4096  # paths whose kind is remembered; a guest asking random paths gets no more
 
 
+class KindCounts:
+    """One kind of path's answers: by status, by latency bucket (the last one past the
+    largest bound: +Inf; not cumulative), and their seconds in all."""
+
+    __slots__ = ("buckets", "seconds", "statuses")
+
+    def __init__(self) -> None:
+        self.statuses: dict[int, int] = {}
+        self.buckets = [0] * (len(METADATA_BUCKETS) + 1)
+        self.seconds = 0.0
+
+
 class RequestStats:
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, int], int] = {}  # (kind, status) -> answers
-        # kind -> answers per bucket (the last one past the largest bound: +Inf), not cumulative
-        self.buckets: dict[str, list[int]] = {}
-        self.seconds: dict[str, float] = {}  # kind -> total seconds
-        self.changes = 0  # moves with every count: publish() writes only when it moved
+        self.kinds: dict[str, KindCounts] = {}
+        self.changes = 0  # moves with every count: a publisher writes only when it moved
         self.started = time.time()
-        self._kinds: dict[str, str] = {}  # path -> kind
+        self._paths: dict[str, KindCounts] = {}  # path -> its kind's counts
 
     def observe(self, path: str, status: int, seconds: float) -> None:
         """One answer to a request for `path`, `seconds` after the request was parsed."""
-        kind = self._kinds.get(path)
-        if kind is None:
-            kind = metadata_path_kind(path)
-            if len(self._kinds) < MAX_PATHS:
-                self._kinds[path] = kind
-        key = (kind, status)
-        self.requests[key] = self.requests.get(key, 0) + 1
-        buckets = self.buckets.get(kind)
-        if buckets is None:
-            buckets = self.buckets[kind] = [0] * (len(METADATA_BUCKETS) + 1)
-            self.seconds[kind] = 0.0
-        buckets[bisect_left(METADATA_BUCKETS, seconds)] += 1  # le: the first bound >= seconds
-        self.seconds[kind] += seconds
+        counts = self._paths.get(path)
+        if counts is None:
+            counts = self._kind(metadata_path_kind(path))
+            if len(self._paths) < MAX_PATHS:
+                self._paths[path] = counts
+        statuses = counts.statuses
+        statuses[status] = statuses.get(status, 0) + 1
+        counts.buckets[bisect_left(METADATA_BUCKETS, seconds)] += 1  # le: first bound >= it
+        counts.seconds += seconds
         self.changes += 1
 
     def refused(self, status: int) -> None:
         """An answer to a request that never got a path (a malformed or oversized head):
         counted as kind `other`, not timed."""
-        key = ("other", status)
-        self.requests[key] = self.requests.get(key, 0) + 1
+        statuses = self._kind("other").statuses
+        statuses[status] = statuses.get(status, 0) + 1
         self.changes += 1
+
+    def _kind(self, kind: str) -> KindCounts:
+        counts = self.kinds.get(kind)
+        if counts is None:
+            counts = self.kinds[kind] = KindCounts()
+        return counts
 
     def snapshot(self) -> dict[str, Any]:
         """The counts as JSON-ready data (app.metrics.metadata_families reads it)."""
@@ -72,10 +83,15 @@ class RequestStats:
             "pid": os.getpid(),
             "started": self.started,
             "buckets": list(METADATA_BUCKETS),
-            "requests": [[kind, status, n] for (kind, status), n in self.requests.items()],
+            "requests": [
+                [kind, status, n]
+                for kind, counts in self.kinds.items()
+                for status, n in counts.statuses.items()
+            ],
             "durations": {
-                kind: {"counts": list(counts), "sum": self.seconds[kind]}
-                for kind, counts in self.buckets.items()
+                kind: {"counts": list(counts.buckets), "sum": counts.seconds}
+                for kind, counts in self.kinds.items()
+                if any(counts.buckets)
             },
         }
 

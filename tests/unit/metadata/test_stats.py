@@ -23,10 +23,11 @@ def test_a_bound_is_its_own_bucket_and_beyond_the_last_is_inf() -> None:
     stats.observe("/latest/meta-data/instance-id", 200, 0.0005)  # le="0.0005"
     stats.observe("/latest/meta-data/hostname", 200, 0.00051)  # le="0.001"
     stats.observe("/latest/meta-data/", 404, 3.0)  # le="+Inf" only
-    counts = stats.buckets["meta-data"]
+    snapshot = stats.snapshot()
+    counts = snapshot["durations"]["meta-data"]["counts"]
     assert counts[0] == 1 and counts[1] == 1 and counts[-1] == 1
     assert sum(counts) == 3 and len(counts) == len(METADATA_BUCKETS) + 1
-    assert stats.requests == {("meta-data", 200): 2, ("meta-data", 404): 1}
+    assert sorted(snapshot["requests"]) == [["meta-data", 200, 2], ["meta-data", 404, 1]]
 
 
 def test_the_snapshot_reads_back_as_prometheus_families(tmp_path: Path) -> None:
