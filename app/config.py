@@ -177,6 +177,11 @@ class Settings(BaseSettings):
         return self.data_dir / "admin.key"
 
     @property
+    def metadata_metrics_file(self) -> Path:
+        """The metadata process's counts, for GET /metrics (metadata/stats.py)."""
+        return self.data_dir / "run" / "metadata-metrics.json"
+
+    @property
     def allowed_import_dirs(self) -> list[Path]:
         if not self.import_dirs.strip():
             return [self.data_dir / "import"]

@@ -1,25 +1,30 @@
 """Prometheus metrics of this process, for `GET /metrics` (app/api/metrics.py).
 
-Measured as things happen, in this process (vdc serve is one process):
+Measured as things happen, in the API process of `vdc serve`:
 - `vdc_http_requests_total` and `vdc_http_request_duration_seconds`: the API listener's
   requests (API, web UI, docs) by method and route template (`/api/v1/instances/{instance_id}`,
   never the raw path, so the series stay few), and status;
-- `vdc_metadata_requests_total` and `vdc_metadata_request_duration_seconds`: the metadata
-  listener's, by kind of path (`meta-data`, `user-data`, `token`, ...) and status;
 - `vdc_instance_launch_duration_seconds`: a launch accepted (the row's created_at) to the
   instance running (its launched_at), observed by the job that gets it there.
+Counted by the metadata process (metadata/stats.py) and read from the snapshot it
+publishes every second, at each scrape (metadata_families):
+- `vdc_metadata_requests_total` and `vdc_metadata_request_duration_seconds`: the metadata
+  listener's answers, by kind of path (`meta-data`, `user-data`, `token`, ...) and status.
 Read from the database at each scrape (app/services/gauges.py), so they are right even
 after a restart: instances by state, hosts by status, jobs by kind and state.
 
-This module imports nothing else of vdc: the metadata service (metadata/) may call
-metadata_observed() without depending on the control plane.
+This module imports nothing else of vdc: the metadata service (metadata/) uses its kinds of
+path and buckets without depending on the control plane.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -29,8 +34,14 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.utils import floatToGoString
 from starlette.routing import Mount
 
 # The text format generate_latest() writes (Prometheus' classic exposition format).
@@ -52,19 +63,8 @@ HTTP_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
-METADATA_REQUESTS = Counter(
-    "vdc_metadata_requests",
-    "Requests the metadata listener answered, by kind of path and status",
-    ["path", "status"],
-    registry=REGISTRY,
-)
-METADATA_SECONDS = Histogram(
-    "vdc_metadata_request_duration_seconds",
-    "Time to answer a metadata request, by kind of path",
-    ["path"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
-    registry=REGISTRY,
-)
+# The metadata process's latency buckets (upper bounds, seconds; +Inf follows).
+METADATA_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 LAUNCH_SECONDS = Histogram(
     "vdc_instance_launch_duration_seconds",
     "From a launch accepted by the API to its instance running",
@@ -73,13 +73,6 @@ LAUNCH_SECONDS = Histogram(
 )
 UNMATCHED = "unmatched"  # the route label of a request no route took (404s, refusals)
 METADATA_KINDS = ("meta-data", "user-data", "dynamic", "token", "versions")
-
-
-def metadata_observed(path_kind: str, seconds: float, status: int) -> None:
-    """One metadata answer. `path_kind` is one of METADATA_KINDS, else counted as `other`."""
-    kind = path_kind if path_kind in METADATA_KINDS else "other"
-    METADATA_REQUESTS.labels(kind, str(status)).inc()
-    METADATA_SECONDS.labels(kind).observe(seconds)
 
 
 def launch_observed(seconds: float) -> None:
@@ -156,13 +149,6 @@ class HttpMetrics(_Timed):
         HTTP_SECONDS.labels(method, route).observe(seconds)
 
 
-class MetadataMetrics(_Timed):
-    """The metadata listener's requests, by kind of path (metadata_observed)."""
-
-    def observe(self, scope: dict[str, Any], status: int, seconds: float) -> None:
-        metadata_observed(metadata_path_kind(scope["path"]), seconds, status)
-
-
 @dataclass(frozen=True)
 class Reading:
     """A gauge read at scrape time: `values` maps label values (in `labels` order) to a number."""
@@ -173,9 +159,77 @@ class Reading:
     values: Mapping[tuple[str, ...], float]
 
 
-def render(readings: Iterable[Reading]) -> bytes:
-    """The text exposition: this process's metrics, then the readings of this scrape."""
-    return generate_latest(_Both(REGISTRY, [_family(r) for r in readings]))
+def render(readings: Iterable[Reading], metadata_snapshot: Path | None = None) -> bytes:
+    """The text exposition: this process's metrics, the metadata process's (from the
+    snapshot it publishes, metadata/stats.py), then the readings of this scrape."""
+    extra = [*metadata_families(metadata_snapshot), *(_family(r) for r in readings)]
+    return generate_latest(_Both(REGISTRY, extra))
+
+
+def metadata_families(snapshot: Path | None) -> tuple[Metric, Metric]:
+    """The metadata requests counter and latency histogram from the metadata process's
+    snapshot. No snapshot, an unreadable or a malformed one: the families without series
+    (the process has not started, or is starting again), never an error."""
+    requests = CounterMetricFamily(
+        "vdc_metadata_requests",
+        "Requests the metadata listener answered, by kind of path and status",
+        labels=["path", "status"],
+    )
+    durations = HistogramMetricFamily(
+        "vdc_metadata_request_duration_seconds",
+        "Time to answer a metadata request, by kind of path",
+        labels=["path"],
+    )
+    try:
+        counted, timed = _read_snapshot(snapshot) if snapshot is not None else ({}, {})
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        counted, timed = {}, {}
+    for (kind, status), number in sorted(counted.items()):
+        requests.add_metric([kind, status], number)
+    bounds = [*(floatToGoString(b) for b in METADATA_BUCKETS), "+Inf"]
+    for kind, (counts, seconds) in sorted(timed.items()):
+        cumulative, total = [], 0
+        for bound, number in zip(bounds, counts, strict=True):
+            total += number
+            cumulative.append((bound, float(total)))
+        durations.add_metric([kind], cumulative, sum_value=seconds)
+    return requests, durations
+
+
+def _read_snapshot(
+    path: Path,
+) -> tuple[dict[tuple[str, str], float], dict[str, tuple[list[int], float]]]:
+    """(kind, status) -> answers, and kind -> (answers per bucket, seconds); raises on
+    anything that is not a snapshot metadata/stats.py wrote with these buckets."""
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return {}, {}
+    if [float(b) for b in data["buckets"]] != list(METADATA_BUCKETS):
+        raise ValueError("the metadata process counts in other buckets")
+    counted: dict[tuple[str, str], float] = {}
+    for kind, status, number in data["requests"]:
+        counted[(_kind(kind), str(int(status)))] = _count(number)
+    timed: dict[str, tuple[list[int], float]] = {}
+    for kind, histogram in data["durations"].items():
+        counts = [int(_count(n)) for n in histogram["counts"]]
+        seconds = float(histogram["sum"])
+        if len(counts) != len(METADATA_BUCKETS) + 1 or not math.isfinite(seconds):
+            raise ValueError("a malformed histogram")
+        timed[_kind(kind)] = (counts, seconds)
+    return counted, timed
+
+
+def _kind(kind: object) -> str:
+    if kind not in (*METADATA_KINDS, "other"):
+        raise ValueError(f"not a kind of metadata path: {kind!r}")
+    return str(kind)
+
+
+def _count(number: object) -> float:
+    if not isinstance(number, int) or isinstance(number, bool) or number < 0:
+        raise ValueError(f"not a count: {number!r}")
+    return float(number)
 
 
 def _family(reading: Reading) -> Metric:

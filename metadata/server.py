@@ -10,6 +10,9 @@ API cannot hold up its answers); its state is rebuilt from the database in the b
 What a connection may hold of it (metadata/limits.py): a share of the open connections,
 and a few seconds to send each request head; past the caps it is refused at once.
 
+It counts its answers in memory and publishes them once a second to a file the API's
+`GET /metrics` reads (metadata/stats.py).
+
     python -m metadata.server     (started and stopped by `vdc serve`; VDC_* settings)
 """
 
@@ -20,6 +23,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 import httptools
@@ -29,9 +33,11 @@ from app.db import engine_for
 from metadata.limits import ConnectionLimits
 from metadata.service import FairShare, MetadataService, Reply
 from metadata.state import MetadataState
+from metadata.stats import Publisher, RequestStats, write_snapshot
 
 log = logging.getLogger("vdc.metadata")
 REFRESH_SECONDS = 0.25
+PUBLISH_SECONDS = 1.0  # how often the counts reach GET /metrics (when they changed)
 MAX_HEAD = 16 * 1024  # bytes of request head before the answer is 431
 # A guest past its fair share (429) or past its connections: its connection is not read
 # for this long, so a guest that asks again at once costs the others nothing meanwhile.
@@ -65,9 +71,12 @@ def encode(reply: Reply, keep_alive: bool, head: bool = False) -> bytes:
 
 
 class MetadataProtocol(asyncio.Protocol):
-    def __init__(self, service: MetadataService, limits: ConnectionLimits) -> None:
+    def __init__(
+        self, service: MetadataService, limits: ConnectionLimits, stats: RequestStats
+    ) -> None:
         self.service = service
         self.limits = limits
+        self.stats = stats
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.source = ""
@@ -115,6 +124,7 @@ class MetadataProtocol(asyncio.Protocol):
         if self.head_bytes > MAX_HEAD:
             self.transport.write(_TOO_LARGE)
             self.transport.close()
+            self.stats.refused(431)
             return
         try:
             self.parser.feed_data(data)
@@ -123,6 +133,7 @@ class MetadataProtocol(asyncio.Protocol):
         except httptools.HttpParserError:
             self.transport.write(encode(Reply(400, b"Bad Request"), keep_alive=False))
             self.transport.close()
+            self.stats.refused(400)
 
     # --- httptools' callbacks ------------------------------------------------------------
 
@@ -140,11 +151,13 @@ class MetadataProtocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         assert self.transport is not None
+        started = time.perf_counter()
         method = self.parser.get_method().decode("latin-1")
         path = httptools.parse_url(self.url).path.decode("latin-1")
         reply = self.service.handle(method, path, self.source, self.local, self.headers)
         keep_alive = self.parser.should_keep_alive()
         self.transport.write(encode(reply, keep_alive, head=method == "HEAD"))
+        self.stats.observe(path, reply.status, time.perf_counter() - started)
         if not keep_alive:
             self.transport.close()
             return
@@ -197,20 +210,31 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         max_per_source=settings.metadata_max_connections_per_source,
         header_timeout=settings.metadata_header_timeout,
     )
+    stats = RequestStats()
+    publisher = Publisher(stats, settings.metadata_metrics_file)
+    # Zeros before the first connection: a scrape never reads a gone process's counts.
+    _publish(publisher)
     loop = asyncio.get_running_loop()
     host, port = split_bind(settings.metadata_bind)
     server = await loop.create_server(
-        lambda: MetadataProtocol(service, limits), host, port, reuse_address=True, backlog=1024
+        lambda: MetadataProtocol(service, limits, stats),
+        host,
+        port,
+        reuse_address=True,
+        backlog=1024,
     )
     # Warmed in the background: until then an instance's first question reads the
     # database once (state.lease), as for an instance newer than the last refresh.
     refresher = asyncio.create_task(_refresh_forever(state, stop))
+    publishing = asyncio.create_task(_publish_forever(publisher, stop))
     try:
         await stop.wait()
     finally:
         refresher.cancel()
+        publishing.cancel()
         server.close()
         await server.wait_closed()
+        _publish(publisher)  # the last second's answers too
         engine.dispose()
 
 
@@ -222,6 +246,26 @@ async def _refresh_forever(state: MetadataState, stop: asyncio.Event) -> None:
         except Exception:
             log.exception("reading the instances failed; answers stay as they were")
         await asyncio.sleep(REFRESH_SECONDS)
+
+
+async def _publish_forever(publisher: Publisher, stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        await asyncio.sleep(PUBLISH_SECONDS)
+        data = publisher.due()  # taken here, on the loop thread the counts belong to
+        if data is not None:
+            try:
+                await loop.run_in_executor(None, write_snapshot, publisher.path, data)
+            except OSError:
+                log.exception("writing the metadata metrics failed; trying again in a second")
+                publisher.published = -1
+
+
+def _publish(publisher: Publisher) -> None:
+    try:
+        publisher.publish()
+    except OSError:
+        log.exception("writing the metadata metrics failed")
 
 
 def main() -> None:

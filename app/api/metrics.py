@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from app import metrics
-from app.api.deps import AdminAccount, SessionDep
+from app.api.deps import AdminAccount, SessionDep, SettingsDep
 from app.api.errors import ERROR_RESPONSES
 from app.services import gauges
 
@@ -23,9 +23,10 @@ router = APIRouter(tags=["metrics"])
         **{code: ERROR_RESPONSES[code] for code in (401, 403)},
     },
 )
-def scrape(session: SessionDep, _admin: AdminAccount) -> Response:
-    """Request counts and latencies by route, metadata requests, launch durations (this
-    process, since it started), and instances, hosts and jobs (the database, now).
+def scrape(session: SessionDep, settings: SettingsDep, _admin: AdminAccount) -> Response:
+    """Request counts and latencies by route and launch durations (this process, since it
+    started), metadata requests and latencies (the metadata process, since it started, as
+    of its last second), and instances, hosts and jobs (the database, now).
     Admins only: scrape with an admin key as the bearer token."""
-    body = metrics.render(gauges.readings(session))
+    body = metrics.render(gauges.readings(session), settings.metadata_metrics_file)
     return Response(body, media_type=metrics.CONTENT_TYPE)

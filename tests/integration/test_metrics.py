@@ -1,25 +1,31 @@
 """GET /metrics: who may scrape, the text format, and each metric named in the README, on
-SQLite and PostgreSQL. Counters live in the test process (one registry per process, as in
-`vdc serve`), so the checks compare a scrape with the one before."""
+SQLite and PostgreSQL. The API's counters live in the test process (one registry per
+process, as in `vdc serve`'s API process), so those checks compare a scrape with the one
+before; the metadata counts come from a real `vdc serve`'s metadata process."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import Session
 
-from app.metrics import MetadataMetrics, metadata_path_kind, route_template
+from app import metrics
+from app.metrics import METADATA_BUCKETS, metadata_path_kind, route_template
 from app.models.job import JobState
 from app.services import gauges, jobs
-from metadata.app import create_metadata_app
+from metadata.resolver import sign
 from tests.conftest import Keys, bearer
-from tests.integration.cloud import Cloud, build_cloud
+from tests.integration.cloud import OCTET, Cloud, build_cloud
+from tests.integration.served import vdc_serve
 
 
 @pytest.fixture
@@ -128,30 +134,126 @@ def test_jobs_by_kind_and_state(engine: sa.Engine) -> None:
     }
 
 
-def test_metadata_requests_and_latency(cloud: Cloud, engine: sa.Engine) -> None:
-    """The metadata listener as `vdc serve` wires it: its app behind MetadataMetrics."""
-    app = MetadataMetrics(create_metadata_app(engine, "vdc-1", token_secret="t" * 32))
-    launched = cloud.launch(user_data="#!/bin/sh\necho hi\n")
-    running = cloud.wait_for(launched["id"], "running")
-    guest = TestClient(app, base_url="http://10.10.0.1:8775", client=(running["ip_address"], 4000))
-    stranger = TestClient(app, base_url="http://10.10.0.1:8775", client=("10.10.0.250", 4000))
-    before = scrape(cloud)
-    assert guest.get("/latest/meta-data/instance-id").text == running["id"]
-    assert guest.get("/latest/user-data").status_code == 200
-    assert stranger.get("/latest/meta-data/instance-id").status_code == 404
-    token = guest.put("/latest/api/token", headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
-    assert token.status_code == 200
-    after = scrape(cloud)
-    count = "vdc_metadata_requests_total"
-    for labels, more in (
-        ({"path": "meta-data", "status": "200"}, 1),
-        ({"path": "meta-data", "status": "404"}, 1),
-        ({"path": "user-data", "status": "200"}, 1),
-        ({"path": "token", "status": "200"}, 1),
-    ):
-        assert value(after, count, **labels) == value(before, count, **labels) + more, labels
-    seconds = "vdc_metadata_request_duration_seconds_count"
-    assert value(after, seconds, path="meta-data") == value(before, seconds, path="meta-data") + 2
+def parse(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def metadata_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {key: v for key, v in parse(text).items() if key[0].startswith("vdc_metadata_")}
+
+
+def test_metadata_requests_and_latency(
+    tmp_path: Path,
+    free_tcp_port_factory: Callable[[], int],
+    test_host_uri: Callable[..., str],
+) -> None:
+    """`vdc serve`'s metadata process counts its answers and GET /metrics shows them: a
+    running instance asks through a signed proxy (as from its own address), a stranger
+    asks, a path that does not exist is asked for, a token is asked for."""
+    secret = "proxy-secret-for-metrics"
+    with vdc_serve(
+        tmp_path,
+        free_tcp_port_factory,
+        VDC_ALLOW_TEST_HOSTS="true",
+        VDC_METADATA_PROXY_SECRET=secret,
+    ) as served:
+        api = httpx.Client(base_url=served.base, headers=bearer(served.admin_key), timeout=30)
+        assert (
+            api.post(
+                "/api/v1/host_nodes", json={"name": "host1", "uri": test_host_uri()}
+            ).status_code
+            == 201
+        )
+        network = api.post(
+            "/api/v1/networks",
+            json={"name": "default", "cidr": "10.10.0.0/24", "is_default": True},
+        )
+        assert network.status_code == 201, network.text
+        disk = tmp_path / "guest.qcow2"
+        subprocess.run(
+            ["qemu-img", "create", "-f", "qcow2", str(disk), "64M"],
+            check=True,
+            capture_output=True,
+        )
+        image = api.post(
+            "/api/v1/images", params={"arch": "x86_64"}, content=disk.read_bytes(), headers=OCTET
+        )
+        assert image.status_code == 201, image.text
+        launched = api.post(
+            "/api/v1/instances",
+            json={"image_id": image.json()["id"], "instance_type": "nano", "user_data": "hi"},
+        )
+        assert launched.status_code == 202, launched.text
+        instance_id = launched.json()["id"]
+        deadline = time.monotonic() + 60
+        while (shown := api.get(f"/api/v1/instances/{instance_id}").json())["state"] != "running":
+            assert shown["state"] in ("pending", "starting"), shown
+            assert time.monotonic() < deadline, shown
+            time.sleep(0.1)
+        # Nothing asked yet: the families are there, without series.
+        assert metadata_samples(api.get("/metrics").text) == {}
+
+        metadata = httpx.Client(base_url=f"http://127.0.0.1:{served.metadata_port}", timeout=10)
+        proxied = {
+            "X-Forwarded-For": shown["ip_address"],
+            "X-Instance-ID": instance_id,
+            "X-Instance-ID-Signature": sign(secret.encode(), instance_id),
+        }
+        asked = metadata.get("/latest/meta-data/instance-id", headers=proxied)
+        assert (asked.status_code, asked.text) == (200, instance_id)
+        assert metadata.get("/latest/user-data", headers=proxied).text == "hi"
+        assert metadata.get("/latest/meta-data/no-such-key", headers=proxied).status_code == 404
+        # 127.0.0.1 holds no lease and sends no signed header: nobody, 404.
+        assert metadata.get("/latest/meta-data/instance-id").status_code == 404
+        ttl = {"X-aws-ec2-metadata-token-ttl-seconds": "60"}
+        assert metadata.put("/latest/api/token", headers=proxied | ttl).status_code == 200
+
+        count = "vdc_metadata_requests_total"
+        seconds = "vdc_metadata_request_duration_seconds"
+        wanted = {
+            (count, (("path", "meta-data"), ("status", "200"))): 1.0,
+            (count, (("path", "meta-data"), ("status", "404"))): 2.0,
+            (count, (("path", "user-data"), ("status", "200"))): 1.0,
+            (count, (("path", "token"), ("status", "200"))): 1.0,
+            **{(f"{seconds}_count", (("path", k),)): n for k, n in answers_by_kind().items()},
+        }
+        deadline = time.monotonic() + 30  # published within a second; waited for, not slept
+        while True:
+            found = metadata_samples(api.get("/metrics").text)
+            counts = {k: v for k, v in found.items() if k[0] in (count, f"{seconds}_count")}
+            if counts == wanted or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert counts == wanted
+        for kind, answers in answers_by_kind().items():
+            buckets = [
+                value(found, f"{seconds}_bucket", path=kind, le=str(bound))
+                for bound in METADATA_BUCKETS
+            ]
+            assert buckets == sorted(buckets), (kind, buckets)  # cumulative
+            assert value(found, f"{seconds}_bucket", path=kind, le="+Inf") == answers
+            assert 0 < value(found, f"{seconds}_sum", path=kind) < answers  # seconds each
+        published = served.files / "run" / "metadata-metrics.json"
+        assert published.stat().st_mode & 0o777 == 0o600
+
+
+def answers_by_kind() -> dict[str, float]:
+    return {"meta-data": 3.0, "user-data": 1.0, "token": 1.0}
+
+
+def test_a_missing_or_broken_snapshot_is_no_series_and_no_error(tmp_path: Path) -> None:
+    snapshot = tmp_path / "metadata-metrics.json"
+    for written in (None, "", "{not json", '{"buckets": [1, 2]}', '{"buckets": "x"}', "[]"):
+        if written is not None:
+            snapshot.write_text(written)
+        text = metrics.render([], snapshot).decode()
+        assert "# TYPE vdc_metadata_requests_total counter" in text
+        assert "# TYPE vdc_metadata_request_duration_seconds histogram" in text
+        assert metadata_samples(text) == {}, written
 
 
 @pytest.mark.parametrize(

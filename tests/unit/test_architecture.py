@@ -126,7 +126,7 @@ def test_hypervisor_imports_nothing_of_the_control_plane() -> None:
 
 def test_metadata_reads_models_never_services() -> None:
     """The metadata listener serves guests: it must not pull in libvirt, jobs, placement.
-    It may report its requests to app.metrics, which imports nothing of vdc (below)."""
+    It may use app.metrics' kinds of path and buckets: app.metrics imports nothing of vdc."""
     allowed = ("app.models", "app.config", "app.ids", "app.errors", "app.db", "app.metrics")
     offenders = {
         m: sorted(d for d in deps if d.startswith("app.") and not d.startswith(allowed))
