@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
 import socket
 import threading
 import time
@@ -25,10 +24,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.harness import E2E
-from tests.ui.conftest import CHROMIUM, CHROMIUM_ARGS, screenshot, sign_in
+from tests.ui.conftest import chromium, screenshot, sign_in
 
 # The rows of noVNC's canvas that show the guest's colour bars: red, green, blue and white,
 # each a run of at least 40 pixels (a bar is 8 cells of 9 pixels), in that order.
@@ -93,14 +92,7 @@ class LoopbackToSocket:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if shutil.which(CHROMIUM) is None:
-        pytest.fail(f"the screen test needs {CHROMIUM} (`make test` installs Debian's chromium)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield launched
-        launched.close()
+    yield from chromium("the screen test")
 
 
 @pytest.fixture

@@ -99,16 +99,21 @@ def site(settings: Settings, tmp_path: Path) -> Iterator[Site]:
     engine.dispose()
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+def chromium(who: str) -> Iterator[Browser]:
+    """Debian's Chromium, headless, for the length of a fixture; `who` needs it."""
     if shutil.which(CHROMIUM) is None:
-        pytest.fail(f"the UI tests need {CHROMIUM} (`make test` installs Debian's chromium)")
+        pytest.fail(f"{who} needs {CHROMIUM} (`make test` installs Debian's chromium)")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
         )
         yield launched
         launched.close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    yield from chromium("the UI tests")
 
 
 @pytest.fixture

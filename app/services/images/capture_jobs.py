@@ -149,13 +149,7 @@ def _record(
         image.state, image.state_reason, image.progress = ImageState.available, "", 100
         image.updated_at = utcnow()
         session.add(image)
-        final = ctx.settings.image_dir / image.file_name
-        partial.replace(final)
-        try:
-            session.commit()
-        except BaseException:
-            final.unlink(missing_ok=True)
-            raise
+        images.commit_with_file(session, partial, ctx.settings.image_dir / image.file_name)
 
 
 def fail(ctx: JobContext, job: Job, reason: str) -> None:

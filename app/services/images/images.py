@@ -208,14 +208,20 @@ def _finish(
             converted.unlink(missing_ok=True)
     quotas.check(session, settings, owner_id, images=1, image_gib=info.file_size / GIB)
     image = _record(session, image_id, info, digest, spec, owner_id, source)
-    final = settings.image_dir / image.file_name
+    commit_with_file(session, partial, settings.image_dir / image.file_name)
+    return image
+
+
+def commit_with_file(session: Session, partial: Path, final: Path) -> None:
+    """Moves the finished file into the image store and commits the row that names it: the
+    file stays only if the row is committed, so no image points at a missing file and no
+    file is left that no image names."""
     partial.replace(final)
     try:
         session.commit()
     except BaseException:
         final.unlink(missing_ok=True)
         raise
-    return image
 
 
 def _record(
