@@ -111,7 +111,7 @@ def chromium(who: str) -> Iterator[Browser]:
         launched.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # closed after tests/ui: its event loop would outlive them
 def browser() -> Iterator[Browser]:
     yield from chromium("the UI tests")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -31,7 +32,10 @@ class Scripted:
 
 
 def run(coroutine) -> None:  # type: ignore[no-untyped-def]
-    asyncio.run(coroutine)
+    """In a thread of its own: a session's Playwright (tests/ui) keeps an event loop running
+    in the main thread until the session ends, and asyncio.run() refuses to nest in it."""
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        thread.submit(asyncio.run, coroutine).result()
 
 
 def test_the_client_is_offered_none_and_told_ok() -> None:
