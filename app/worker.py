@@ -45,6 +45,7 @@ class Worker:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        jobs.WAKEUP.notify()
         for thread in self._threads:
             thread.join(timeout)
 
@@ -55,13 +56,15 @@ class Worker:
 
     def _claim_loop(self) -> None:
         while not self._stop.is_set():
+            seen = jobs.WAKEUP.seen()
             try:
                 job = jobs.claim(self.ctx.engine, self.owner, self.ctx.settings.job_lease_seconds)
             except sa.exc.SQLAlchemyError:
                 log.exception("claiming a job failed")
                 job = None
             if job is None:
-                self._stop.wait(POLL_SECONDS)
+                # Until this process queues a job, or the next poll (other processes' jobs).
+                jobs.WAKEUP.wait(seen, POLL_SECONDS)
                 continue
             with self._lock:
                 self._in_flight.add(job.id)

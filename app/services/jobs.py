@@ -7,10 +7,14 @@ every step is idempotent. Jobs of one instance run one at a time, in order.
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, or_, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from app.ids import new_id
 from app.models import Job
@@ -28,7 +32,7 @@ def enqueue(
     image_id: str | None = None,
 ) -> Job:
     """Adds a job to the caller's transaction: it exists exactly when the change that
-    needed it is committed."""
+    needed it is committed (and then this process's idle workers are woken)."""
     job = Job(
         id=new_id("job"),
         kind=kind,
@@ -37,68 +41,129 @@ def enqueue(
         image_id=image_id,
     )
     session.add(job)
+    session.info[_QUEUED] = session.info.get(_QUEUED, 0) + 1
     return job
 
 
+class Wakeup:
+    """Wakes this process's idle workers when a transaction that queued a job commits, so
+    they need not wait for their next poll (jobs queued by another process still wait)."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._count = 0
+
+    def seen(self) -> int:
+        with self._condition:
+            return self._count
+
+    def notify(self, jobs: int | None = None) -> None:
+        """Wakes as many idle workers as jobs were queued (None: all of them)."""
+        with self._condition:
+            self._count += 1
+            if jobs is None:
+                self._condition.notify_all()
+            else:
+                self._condition.notify(jobs)
+
+    def wait(self, seen: int, timeout: float) -> None:
+        """Until a job is queued after `seen()` returned `seen`, or `timeout` seconds."""
+        with self._condition:
+            if self._count == seen:
+                self._condition.wait(timeout)
+
+
+WAKEUP = Wakeup()
+_QUEUED = "vdc.jobs_queued"
+
+
+@sa.event.listens_for(OrmSession, "after_commit")
+def _after_commit(session: OrmSession) -> None:
+    queued = session.info.pop(_QUEUED, 0)
+    if queued:
+        WAKEUP.notify(queued)
+
+
+@sa.event.listens_for(OrmSession, "after_rollback")
+def _after_rollback(session: OrmSession) -> None:
+    session.info.pop(_QUEUED, None)
+
+
 def claim(engine: sa.Engine, owner: str, lease_seconds: float) -> Job | None:
-    """Takes the oldest runnable job, or None. Safe between threads and processes: the
-    claim is a compare-and-set UPDATE, so two workers never both win one job."""
+    """Takes the oldest runnable job, or None. Safe between threads and processes: one
+    UPDATE picks the job and takes it (RETURNING it), so two workers never both win one
+    job, and a worker that loses a race does not try the next candidate, and the next: it
+    gets another job in the same statement. A job whose instance has an earlier job still
+    to finish is not runnable. The statements are built once (parameters: now, owner,
+    lease): a claim is the worker's most frequent query."""
     now = utcnow()
+    values = {"now": now, "owner": owner, "lease": now + timedelta(seconds=lease_seconds)}
     with Session(engine, expire_on_commit=False) as session:
-        runnable = (
-            select(Job)
-            .where(
-                or_(
-                    Job.state == JobState.queued,
-                    sa.and_(col(Job.state) == JobState.running, col(Job.lease_expires_at) <= now),
-                )
-            )
-            .where(col(Job.run_after) <= now)
-            .order_by(col(Job.created_at), col(Job.id))
-            .limit(8)
-        )
-        if session.get_bind().dialect.name == "postgresql":
-            runnable = runnable.with_for_update(skip_locked=True)
-        candidates = list(session.exec(runnable))
-        for job in candidates:
-            if job.instance_id and _earlier_job_pending(session, job):
-                continue
-            claimed = session.exec(
-                sa.update(Job)
-                .where(col(Job.id) == job.id)
-                .where(col(Job.state) == job.state)
-                .where(col(Job.attempts) == job.attempts)  # unchanged since we read it
-                .values(
-                    state=JobState.running,
-                    lease_owner=owner,
-                    lease_expires_at=now + timedelta(seconds=lease_seconds),
-                    attempts=job.attempts + 1,
-                    updated_at=now,
-                )
-            )
-            if claimed.rowcount == 1:
-                session.commit()
-                session.refresh(job)
-                return job
-        session.rollback()
-    return None
+        if session.exec(_ANY_RUNNABLE, params=values).first() is None:
+            return None  # nothing to do: found by a read, without waiting to write
+        take = _TAKE_LOCKED if engine.dialect.name == "postgresql" else _TAKE
+        job = session.execute(take, values).scalar_one_or_none()
+        session.commit()
+        return job
 
 
-def _earlier_job_pending(session: Session, job: Job) -> bool:
-    """Jobs of one instance run in the order they were asked for."""
-    earlier = session.exec(
-        select(Job.id)
-        .where(Job.instance_id == job.instance_id)
-        .where(col(Job.state).in_([JobState.queued, JobState.running]))
+def _runnable(job: type[Job]) -> SelectOfScalar[str]:
+    """Ids of the jobs `job` (the table, or an alias of it) that a worker may take at `now`:
+    queued, or running under a lease that ran out; due; first of their instance's."""
+    now = sa.bindparam("now", type_=Job.__table__.c.run_after.type)  # type: ignore[attr-defined]
+    earlier = aliased(Job, name="earlier")
+    pending = (
+        select(earlier.id)
+        .where(col(earlier.instance_id) == col(job.instance_id))
+        .where(col(earlier.state).in_([JobState.queued, JobState.running]))
         .where(
             or_(
-                col(Job.created_at) < job.created_at,
-                sa.and_(col(Job.created_at) == job.created_at, col(Job.id) < job.id),
+                col(earlier.created_at) < col(job.created_at),
+                sa.and_(
+                    col(earlier.created_at) == col(job.created_at), col(earlier.id) < col(job.id)
+                ),
             )
         )
-        .limit(1)
-    ).first()
-    return earlier is not None
+    )
+    return (
+        select(job.id)
+        .where(
+            or_(
+                col(job.state) == JobState.queued,
+                sa.and_(col(job.state) == JobState.running, col(job.lease_expires_at) <= now),
+            )
+        )
+        .where(col(job.run_after) <= now)
+        .where(~pending.exists())
+    )
+
+
+def _take(locked: bool) -> sa.Update:
+    """UPDATE of the oldest runnable job to `running` under `owner`'s lease, RETURNING it
+    (on PostgreSQL the pick skips rows another worker is taking)."""
+    candidate = aliased(Job, name="candidate")
+    pick = _runnable(candidate).order_by(col(candidate.created_at), col(candidate.id)).limit(1)
+    if locked:
+        pick = pick.with_for_update(skip_locked=True)
+    timestamp = Job.__table__.c.updated_at.type  # type: ignore[attr-defined]
+    return (
+        sa.update(Job)
+        .where(col(Job.id) == pick.scalar_subquery())
+        .values(
+            state=JobState.running,
+            lease_owner=sa.bindparam("owner"),
+            lease_expires_at=sa.bindparam("lease", type_=timestamp),
+            attempts=col(Job.attempts) + 1,
+            updated_at=sa.bindparam("now", type_=timestamp),
+        )
+        .returning(Job)
+        .execution_options(synchronize_session=False)
+    )
+
+
+_ANY_RUNNABLE = _runnable(Job).limit(1)
+_TAKE = _take(locked=False)
+_TAKE_LOCKED = _take(locked=True)
 
 
 def renew(engine: sa.Engine, job_id: str, owner: str, lease_seconds: float) -> bool:

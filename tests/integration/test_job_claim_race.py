@@ -1,12 +1,15 @@
 """Two workers race for one job, on SQLite and PostgreSQL, made deterministic: each claimer
-is held right after it has read the runnable jobs and before its compare-and-set UPDATE,
-until both have read. Exactly one wins, every time: for a queued job (the state guard
-decides) and for a running job whose lease ran out (its state does not change when it is
-reclaimed, so the attempts guard decides).
+is held after its read ("is any job runnable?") found the job and right before it runs the
+take (one UPDATE ... RETURNING that picks the oldest runnable job and takes it), until both
+have read; then both take at once. Exactly one wins, every time: for a queued job and for a
+running job whose lease ran out (its state does not change when it is reclaimed).
 
-On PostgreSQL the claim's SELECT ... FOR UPDATE SKIP LOCKED means the second claimer may not
-see the row at all; exactly one still wins. On SQLite both read the row and both try the
-UPDATE: the compare-and-set alone stands between them.
+Both claimers saw the job runnable, so the take itself must decide: its UPDATE checks again,
+in the statement that writes, that the job is still runnable. On PostgreSQL the pick is
+FOR UPDATE SKIP LOCKED, so the loser skips the row the winner is taking (or finds it taken);
+on SQLite writers go one at a time, and the loser's take finds it running under a fresh lease.
+(Tried: a take that updates the id its read found, without checking again, lets both win on
+both databases; a take without SKIP LOCKED lets both win on PostgreSQL.)
 """
 
 from __future__ import annotations
@@ -33,35 +36,43 @@ ROUNDS = 5
 HOLD_TIMEOUT = 30  # generous: a claimer that never arrives breaks the barrier, failing loudly
 
 
+class Rows(list[Any]):
+    """A read's rows, read to the end before the hold, as the claim uses them."""
+
+    def first(self) -> Any:
+        return self[0] if self else None
+
+
 class HeldClaims:
-    """Replaces the Session that jobs.claim uses: the first SELECT a claimer thread runs (the
-    runnable jobs) is read to the end, then the thread waits until every claimer has read.
-    Records each compare-and-set UPDATE the claimers ran, with the rows it changed."""
+    """Replaces the Session that jobs.claim uses: a claimer's read is read to the end and
+    recorded; its take (the UPDATE) waits until every claimer is about to take, then runs.
+    Records each take with the number of jobs it took."""
 
     def __init__(self, parties: int) -> None:
         self.barrier = threading.Barrier(parties, timeout=HOLD_TIMEOUT)
-        self.local = threading.local()
         self.read: dict[str, list[str]] = {}
-        self.updates: list[tuple[str, int]] = []
+        self.takes: list[tuple[str, int]] = []
         self.lock = threading.Lock()
         holder = self
 
         class HeldSession(Session):
             def exec(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
                 result = super().exec(statement, *args, **kwargs)
-                name = threading.current_thread().name
-                if isinstance(statement, Update):
-                    with holder.lock:
-                        holder.updates.append((name, result.rowcount))
+                if not isinstance(statement, Select):
                     return result
-                if isinstance(statement, Select) and not getattr(holder.local, "held", False):
-                    holder.local.held = True
-                    rows = list(result)  # the whole read happens before the hold
-                    with holder.lock:
-                        holder.read[name] = [row.id for row in rows]
-                    holder.barrier.wait()
-                    return rows
-                return result
+                rows = Rows(result.all())
+                with holder.lock:
+                    holder.read[threading.current_thread().name] = [str(r) for r in rows]
+                return rows
+
+            def execute(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+                if not isinstance(statement, Update):
+                    return super().execute(statement, *args, **kwargs)
+                holder.barrier.wait()  # both have read; now both take at once
+                frozen = super().execute(statement, *args, **kwargs).freeze()
+                with holder.lock:
+                    holder.takes.append((threading.current_thread().name, len(frozen.data)))
+                return frozen()
 
         self.session_class = HeldSession
 
@@ -100,18 +111,16 @@ def row(engine: sa.Engine, job_id: str) -> tuple[Any, ...]:
 def check_one_winner(
     engine: sa.Engine, job_id: str, attempts_before: int, winners: list[Job], held: HeldClaims
 ) -> None:
-    assert sorted(held.read) == sorted(CLAIMERS), "a claimer never reached its read"
+    # Both saw the job runnable and both took at once: the take alone decided.
+    assert held.read == {name: [job_id] for name in CLAIMERS}, held.read
+    assert sorted(name for name, _ in held.takes) == sorted(CLAIMERS), held.takes
     assert [job.id for job in winners] == [job_id], (
-        f"{len(winners)} claimers won job {job_id}; updates: {held.updates}"
+        f"{len(winners)} claimers won job {job_id}; takes: {held.takes}"
     )
     winner = winners[0]
     assert row(engine, job_id) == ("running", winner.lease_owner, attempts_before + 1)
     assert winner.attempts == attempts_before + 1
-    assert sum(changed for _, changed in held.updates) == 1, held.updates
-    if engine.dialect.name == "sqlite":
-        # Both read the job, both tried the compare-and-set: the guards alone decided.
-        assert all(job_id in ids for ids in held.read.values()), held.read
-        assert sorted(name for name, _ in held.updates) == sorted(CLAIMERS), held.updates
+    assert sum(taken for _, taken in held.takes) == 1, held.takes
 
 
 def test_a_queued_job_is_claimed_by_exactly_one_of_two_racing_workers(

@@ -226,8 +226,11 @@ def request_action(
     jobs.enqueue(session, job_kind, instance.id)
     if eject and instance.cdrom_image_id is not None:
         _eject(session, instance)  # queued after the stop: it runs once the guest is off
-    session.commit()
+    # Read back before the commit: the answer is the state this request set, even when a
+    # worker (woken by the commit) has already moved the instance on.
+    session.flush()  # the eject's change too, which a refresh would otherwise drop
     session.refresh(instance)
+    session.commit()
     return instance
 
 
@@ -272,8 +275,8 @@ def terminate(session: Session, account: Account, instance_id: str) -> Instance:
     # Instances whose rules name this one's groups stop admitting its address.
     groups = security_groups.group_ids_of(session, [instance.id])[instance.id]
     security_groups.refresh_filters(session, security_groups.members_naming(session, groups))
+    session.refresh(instance)  # as request_action: the state this request set
     session.commit()
-    session.refresh(instance)
     return instance
 
 

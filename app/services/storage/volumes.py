@@ -125,8 +125,8 @@ def delete_volume(session: Session, account: Account, volume_id: str) -> Volume:
         session, volume, (VolumeState.available, VolumeState.error), VolumeState.deleting
     )
     jobs.enqueue(session, "volume_delete", None, volume_id=volume.id)
+    session.refresh(volume)  # the state this request set (a worker may be quicker)
     session.commit()
-    session.refresh(volume)
     return volume
 
 
@@ -178,8 +178,8 @@ def attach_volume(session: Session, account: Account, volume_id: str, body: Volu
             session.rollback()
             raise Conflict(f"volume {volume.id} was attached by another request meanwhile")
         jobs.enqueue(session, "attach", instance.id, volume_id=volume.id)
+        session.refresh(volume)  # the state this request set (a worker may be quicker)
         session.commit()
-        session.refresh(volume)
         return volume
     raise Conflict(f"could not pick a device on instance {instance.id}: too many attaches, retry")
 
@@ -205,8 +205,8 @@ def detach_volume(session: Session, account: Account, volume_id: str) -> Volume:
     ):
         raise Conflict(f"volume {volume.id} changed meanwhile; look at it again")
     jobs.enqueue(session, "detach", instance.id, volume_id=volume.id)
+    session.refresh(volume)  # the state this request set (a worker may be quicker)
     session.commit()
-    session.refresh(volume)
     return volume
 
 
