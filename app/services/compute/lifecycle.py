@@ -45,16 +45,20 @@ def run_launch(ctx: JobContext, job: Job, loaded: Loaded) -> None:
     ):
         return  # terminated (or forced) before the launch ran: nothing to build
     provision.ensure_running(ctx, loaded, job.id)
-    volume_jobs.finish_launch(ctx, loaded.instance.id)
     launched_at = utcnow()
-    if transition(
-        ctx,
-        loaded.instance.id,
-        (InstanceState.starting,),
-        InstanceState.running,
-        launched_at=launched_at,
-        state_reason="",
-    ):
+    with ctx.session() as session:  # the volumes attached and the instance running: one commit
+        volume_jobs.finish_launch(session, loaded.instance.id)
+        ran = compare_and_set(
+            session,
+            Instance,
+            loaded.instance.id,
+            (InstanceState.starting,),
+            InstanceState.running,
+            launched_at=launched_at,
+            state_reason="",
+        )
+        session.commit()
+    if ran:
         metrics.launch_observed((launched_at - loaded.instance.created_at).total_seconds())
 
 

@@ -44,26 +44,25 @@ def services_host(session: Session, host: HostNode) -> HostNode:
     return network_node(session) or host
 
 
-def attach(ctx: JobContext, network: Network, host: HostNode, nic: InterfaceSpec) -> InterfaceSpec:
+def attach(
+    ctx: JobContext, network: Network, host: HostNode, nic: InterfaceSpec, entry: DhcpHost
+) -> InterfaceSpec:
     """Everything a guest's NIC on `network` needs, for a guest on `host`: the network's
     services with its DHCP entry, the segment on `host`, and the members' flood entries.
     Returns the NIC as `host` must plug it in (into the libvirt network, or the bridge)."""
     with ctx.session() as session:
-        services = services_host(session, host)
+        node = network_node(session)
+    services = node or host
     spec = spec_for(network)
     driver = driver_for(services)
     driver.ensure_network(spec)
     driver.ensure_metadata_redirect(spec, split_bind(ctx.settings.metadata_bind)[1])
-    converge(ctx, network, joining=host)
+    if node is not None:
+        _converge(ctx, network, node, joining=host)
+    driver.add_dhcp_host(libvirt_name(network), entry)
     if services.id == host.id:
         return _plugged(nic, network=libvirt_name(network))
     return _plugged(nic, bridge=network.bridge)
-
-
-def add_dhcp_entry(ctx: JobContext, network: Network, host: HostNode, entry: DhcpHost) -> None:
-    with ctx.session() as session:
-        services = services_host(session, host)
-    driver_for(services).add_dhcp_host(libvirt_name(network), entry)
 
 
 def remove_dhcp_entry(ctx: JobContext, network: Network, host: HostNode, entry: DhcpHost) -> None:
@@ -111,8 +110,19 @@ def converge(
     (a job's earlier reading never undoes a later change)."""
     with ctx.session() as session:
         node = network_node(session)
-        if node is None:
-            return  # every host serves its own copy of the network: nothing to join
+    if node is None:
+        return  # every host serves its own copy of the network: nothing to join
+    _converge(ctx, network, node, joining, leaving)
+
+
+def _converge(
+    ctx: JobContext,
+    network: Network,
+    node: HostNode,
+    joining: HostNode | None = None,
+    leaving: HostNode | None = None,
+) -> None:
+    with ctx.session() as session:
         targets = {h.id: h for h in members(session, network, node, joining)}
     if leaving is not None:
         targets.setdefault(leaving.id, leaving)

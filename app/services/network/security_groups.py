@@ -272,20 +272,33 @@ def members_naming(session: Session, group_ids: Iterable[str]) -> list[str]:
 
 
 def refresh_filters(session: Session, instance_ids: Iterable[str]) -> None:
-    """Queues a `filters` job for each live instance with a host, unless one is already
-    waiting (it will read the newest rules when it runs)."""
-    for instance_id in sorted(set(instance_ids)):
-        instance = session.get(Instance, instance_id)
-        if instance is None or instance.state in GONE_STATES or instance.host_node_id is None:
-            continue
-        waiting = session.exec(
-            select(Job.id)
-            .where(Job.instance_id == instance_id)
-            .where(Job.kind == "filters")
+    """Queues a `filters` job for each live instance with a host, unless a queued `filters`
+    job or launch will read the newest rules anyway (on PostgreSQL, locked until this
+    transaction ends: no worker claims it before the change commits)."""
+    live: list[str] = []
+    for chunk in _chunks(sorted(set(instance_ids))):
+        live += session.exec(
+            select(Instance.id)
+            .where(col(Instance.id).in_(chunk), col(Instance.state).not_in(GONE_STATES))
+            .where(col(Instance.host_node_id).is_not(None))
+        )
+    covered: set[str | None] = set()
+    for chunk in _chunks(live):
+        waiting = (
+            select(col(Job.instance_id))
+            .where(col(Job.instance_id).in_(chunk), col(Job.kind).in_(("filters", "launch")))
             .where(Job.state == JobState.queued)
-        ).first()
-        if waiting is None:
-            jobs.enqueue(session, "filters", instance_id)
+            .order_by(col(Job.id))
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            waiting = waiting.with_for_update()
+        covered.update(session.exec(waiting))
+    for instance_id in sorted(set(live) - covered):
+        jobs.enqueue(session, "filters", instance_id)
+
+
+def _chunks(ids: list[str], size: int = 500) -> list[list[str]]:
+    return [ids[start : start + size] for start in range(0, len(ids), size)]
 
 
 # --- helpers -------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 
 import sqlalchemy as sa
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from app.models import HostNode, Image, Instance, Job, Volume
 from app.models.common import utcnow
@@ -185,15 +185,15 @@ def data_volumes_of(ctx: JobContext, instance_id: str) -> list[Volume]:
         )
 
 
-def finish_launch(ctx: JobContext, instance_id: str) -> None:
-    """The launch built the root disk and the launch volumes into the domain."""
-    with ctx.engine.begin() as connection:
-        connection.execute(
-            sa.update(Volume)
-            .where(col(Volume.instance_id) == instance_id)
-            .where(col(Volume.state) == VolumeState.attaching)
-            .values(state=VolumeState.attached, attached_at=utcnow(), updated_at=utcnow())
-        )
+def finish_launch(session: Session, instance_id: str) -> None:
+    """The launch built the root disk and the launch volumes into the domain (in the
+    caller's transaction, the one that makes the instance `running`)."""
+    session.execute(
+        sa.update(Volume)
+        .where(col(Volume.instance_id) == instance_id)
+        .where(col(Volume.state) == VolumeState.attaching)
+        .values(state=VolumeState.attached, attached_at=utcnow(), updated_at=utcnow())
+    )
 
 
 def fail_launch(ctx: JobContext, instance_id: str, reason: str) -> None:
