@@ -20,6 +20,7 @@ libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 class ConnectionPool:
     def __init__(self) -> None:
         self._connections: dict[str, libvirt.virConnect] = {}
+        self._facts: dict[str, set[object]] = {}
         self._lock = threading.Lock()
 
     def get(self, uri: str) -> libvirt.virConnect:
@@ -32,6 +33,7 @@ class ConnectionPool:
             if connection is not None:
                 self._close_quietly(connection)
                 del self._connections[uri]
+            self._facts.pop(uri, None)  # a new connection (libvirtd restarted) knows nothing
             try:
                 connection = libvirt.open(uri)
             except libvirt.libvirtError as error:
@@ -41,8 +43,23 @@ class ConnectionPool:
             self._connections[uri] = connection
             return connection
 
+    def facts(self, uri: str) -> set[object]:
+        """What idempotent steps made sure of on the host over its current connection (a
+        pool, a network), so the next launch need not ask libvirt again. Emptied when the
+        connection is reopened, and when a step fails (forget_facts)."""
+        with self._lock:
+            return self._facts.setdefault(uri, set())
+
+    def forget_facts(self) -> bool:
+        """Every host's facts; False when none was remembered."""
+        with self._lock:
+            remembered = any(self._facts.values())
+            self._facts = {}
+        return remembered
+
     def forget(self, uri: str) -> None:
         with self._lock:
+            self._facts.pop(uri, None)
             connection = self._connections.pop(uri, None)
         if connection is not None:
             self._close_quietly(connection)
@@ -50,6 +67,7 @@ class ConnectionPool:
     def close_all(self) -> None:
         with self._lock:
             connections, self._connections = list(self._connections.values()), {}
+            self._facts = {}
         for connection in connections:
             self._close_quietly(connection)
 

@@ -39,6 +39,10 @@ class HostDriver(NetworkSteps, StreamSteps, KvmProbeSteps):
 
     @translated
     def ensure_pool(self, spec: PoolSpec) -> None:
+        """Defines, builds, starts and autostarts the pool where needed; once made sure of,
+        it is not asked about again on this connection (until forget_facts)."""
+        if self._known(spec):
+            return
         connection = self._conn()
 
         def define() -> libvirt.virStoragePool:
@@ -58,6 +62,7 @@ class HostDriver(NetworkSteps, StreamSteps, KvmProbeSteps):
         start_once(pool)
         if not pool.autostart():
             pool.setAutostart(1)
+        self._learn(spec)
 
     @translated
     def ensure_volume(self, pool_name: str, spec: VolumeSpec) -> str:
@@ -127,6 +132,7 @@ class HostDriver(NetworkSteps, StreamSteps, KvmProbeSteps):
 
     # --- network filters -----------------------------------------------------------------
 
+    @translated
     def has_nwfilter(self) -> bool:
         # Every libvirtd has its network filter driver; libvirt's test driver has none.
         return self._conn().getType().lower() != "test"

@@ -26,6 +26,20 @@ class Host:
     def _conn(self) -> libvirt.virConnect:
         return self._pool.get(self.uri)
 
+    # --- what this process made sure of on the host (ConnectionPool.facts) -------------
+
+    def _known(self, fact: object) -> bool:
+        return fact in self._pool.facts(self.uri)
+
+    def _learn(self, fact: object) -> None:
+        self._pool.facts(self.uri).add(fact)
+
+    def forget_facts(self) -> bool:
+        """After a failed step: every host is checked again from the next step on (something
+        made sure of may be gone: a network destroyed, a pool removed, here or on the host
+        that serves a network). False when nothing was remembered."""
+        return self._pool.forget_facts()
+
     @translated
     def capacity(self) -> HostCapacity:
         connection = self._conn()

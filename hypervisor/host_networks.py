@@ -19,6 +19,10 @@ _UPDATE_BOTH = libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE | libvirt.VIR_NETWORK_UPDA
 class NetworkSteps(Host):
     @translated
     def ensure_network(self, spec: NetworkSpec) -> None:
+        """Defines, starts and autostarts the network where needed; once made sure of, it is
+        not asked about again on this connection (until forget_facts)."""
+        if self._known(spec):
+            return
         connection = self._conn()
         network = define_once(
             lambda: connection.networkLookupByName(spec.name),
@@ -28,9 +32,11 @@ class NetworkSteps(Host):
         start_once(network)
         if not network.autostart():
             network.setAutostart(1)
+        self._learn(spec)
 
     @translated
     def delete_network(self, name: str) -> None:
+        self.forget_facts()  # it may be one made sure of
         network = self._network(name)
         if network is None:
             return
@@ -46,17 +52,33 @@ class NetworkSteps(Host):
 
     @translated
     def add_dhcp_host(self, network_name: str, host: DhcpHost) -> None:
-        """Makes the network's dnsmasq hand `host.ip` to `host.mac`, live and persistently."""
+        """Makes the network's dnsmasq hand `host.ip` to `host.mac`, live and persistently.
+
+        It adds first: one call, without reading (and parsing) every entry of the network.
+        libvirt refuses the add when an entry has this MAC, name or address already; only
+        then are the entries read, to leave an equal one be or change this MAC's in place."""
+        network = self._conn().networkLookupByName(network_name)
+        flags = _UPDATE_BOTH if network.isActive() else libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
+        try:
+            network.update(
+                libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+                libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST,
+                -1,
+                designer.dhcp_host(host),
+                flags,
+            )
+            return
+        except libvirt.libvirtError as error:
+            if error.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID:
+                raise
         existing = {h.mac: h for h in self.dhcp_hosts(network_name)}
         if existing.get(host.mac) == host:
             return
-        network = self._conn().networkLookupByName(network_name)
         command = (
             libvirt.VIR_NETWORK_UPDATE_COMMAND_MODIFY
             if host.mac in existing
             else libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST
         )
-        flags = _UPDATE_BOTH if network.isActive() else libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
         network.update(
             command, libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, designer.dhcp_host(host), flags
         )

@@ -7,6 +7,7 @@ import shlex
 from app.config import Settings
 from app.errors import AppError, Conflict, HostUnavailable, NotFound
 from app.models import HostNode
+from hypervisor.connection import POOL
 from hypervisor.driver import HostDriver
 from hypervisor.errors import AlreadyExists, HostUnreachable, HypervisorError, NotFoundOnHost
 from hypervisor.host_shell import HostShell
@@ -14,6 +15,13 @@ from hypervisor.host_shell import HostShell
 
 def driver_for(host: HostNode) -> HostDriver:
     return HostDriver(host.uri)
+
+
+def forget_facts() -> bool:
+    """Every host is checked again by the next steps (after a failed step: what this
+    process remembered making sure of, a pool or a network, may be gone); False when
+    nothing was remembered."""
+    return POOL.forget_facts()
 
 
 def shell_for(settings: Settings, host: HostNode) -> HostShell:

@@ -153,3 +153,26 @@ def test_unreachable_host_goes_offline_and_gets_no_instances(
         headers=bearer(cloud.admin),
     )
     assert refused.status_code == 409
+
+
+def test_a_network_and_pool_removed_behind_vdcs_back_are_made_again_by_the_next_launch(
+    cloud: Cloud,
+) -> None:
+    """The worker remembers the pools and networks it made sure of on a host, so a launch
+    does not ask libvirt for them each time. When one is gone (an operator removed it,
+    libvirtd forgot it), the step that needs it fails, and the job runs once more with
+    every host checked again: the next launch still runs."""
+    first = cloud.wait_for(cloud.launch()["id"], "running")
+    connection = POOL.get(cloud.host_uri)
+    network = connection.networkLookupByName(f"vdc-{cloud.network_id}")
+    network.destroy()
+    network.undefine()
+    pool = connection.storagePoolLookupByName("vdc-instances")
+    pool.destroy()
+    pool.undefine()
+
+    second = cloud.wait_for(cloud.launch()["id"], "running")
+    assert second["id"] != first["id"] and second["state_reason"] == ""
+    assert connection.networkLookupByName(f"vdc-{cloud.network_id}").isActive()
+    assert connection.storagePoolLookupByName("vdc-instances").isActive()
+    assert connection.lookupByName(second["id"]).isActive()
