@@ -2,18 +2,20 @@
 next to N plain libvirt createXML calls of an equivalent domain in the same run.
 
     .venv/bin/python bench/launch.py [--count 500] [--concurrency 8] [--workers 4]
-                                     [--database sqlite|postgresql] [--quick]
+                                     [--database sqlite|postgresql|both] [--quick]
                                      [--profile FILE [--gil]]
 
 Prints launches per second (all N `running`), the accepted request's latency (the POST's
 answer, p50 and p95, as the clients saw it), accepted -> domain started (the instance's
-created_at -> launched_at), and the ratio of vdc's wall time to bare libvirt's; then each
-aim on a line of its own that starts with PASS or MISS. `--database postgresql` runs on a
-fresh database of the test PostgreSQL (VDC_TEST_POSTGRES_URL, else what
-scripts/start-test-postgres.sh starts), dropped afterwards. `--quick` is 40 launches,
-a few seconds: CI runs it so a benchmark that breaks fails the build. `--profile FILE`
-samples the server with py-spy while it launches (collapsed stacks: summarize them with
-scripts/pyspy_summary.py); with --gil only the thread holding the GIL, i.e. the CPU.
+created_at -> launched_at), the server's CPU time per launch and bare libvirt's rate as a
+reference; then each aim on a line of its own that ends in PASS or MISS (as `make bench`
+gathers them). It runs on SQLite, then PostgreSQL (`--database` picks one): a fresh
+database of the test PostgreSQL (VDC_TEST_POSTGRES_URL, else what
+scripts/start-test-postgres.sh starts), dropped afterwards. `--quick` is 40 launches, a
+few seconds: CI runs it (tests/integration/test_bench_launch.py) so a benchmark that
+breaks fails the build. `--profile FILE` samples the server with py-spy while it launches
+(collapsed stacks, FILE-sqlite.txt and FILE-postgresql.txt when both run: summarize them
+with scripts/pyspy_summary.py); with --gil only the thread holding the GIL, i.e. the CPU.
 
 Exits non-zero when a launch was refused or ended in `error`: the figures of a broken
 run mean nothing. A MISS is not a failure of the run.
@@ -217,18 +219,34 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--workers", type=int, default=4, help="vdc job worker threads")
-    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgresql", "both"),
+        default="both",
+        help="both (the default): SQLite, then PostgreSQL",
+    )
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_COUNT} launches (CI)")
     parser.add_argument("--port", type=int, default=18771)
     parser.add_argument("--profile", type=Path, help="py-spy's collapsed stacks go here")
     parser.add_argument("--gil", action="store_true", help="profile the GIL's holder only")
     args = parser.parse_args()
-    count = QUICK_COUNT if args.quick else args.count
+    kinds = ("sqlite", "postgresql") if args.database == "both" else (args.database,)
+    status = 0
+    for kind in kinds:
+        profile = args.profile
+        if profile is not None and len(kinds) > 1:
+            profile = profile.with_name(f"{profile.stem}-{kind}{profile.suffix}")
+        status |= run(args, kind, profile)
+    return status
 
+
+def run(args: argparse.Namespace, kind: str, profile: Path | None) -> int:
+    """One benchmark on one database; 1 when it broke (a launch refused or failed)."""
+    count = QUICK_COUNT if args.quick else args.count
     with tempfile.TemporaryDirectory(prefix="vdc-bench-") as tmp:
         base = Path(tmp)
         (base / "node.xml").write_text(NODE)
-        with database(args.database, base / "data") as url:
+        with database(kind, base / "data") as url:
             env = {k: v for k, v in os.environ.items() if not k.startswith("VDC_")} | {
                 "VDC_DATA_DIR": str(base / "data"),
                 "VDC_DATABASE_URL": url,
@@ -268,7 +286,7 @@ def main() -> int:
                 body = {"image_id": image, "instance_type": "nano"}
                 client.get("/api/v1/instances")  # FastAPI builds its routes at the first call
                 watch = sa.create_engine(url)
-                with profiling(server.pid, args.profile, args.gil):
+                with profiling(server.pid, profile, args.gil):
                     cpu_before = cpu_seconds(server.pid)
                     started = time.perf_counter()
                     answers = launch_all(client, body, count, args.concurrency)
@@ -308,12 +326,12 @@ def main() -> int:
 
     rate = running / vdc_seconds
     p50 = statistics.median(latencies) * 1000
-    name = f"launch/{args.database}"
+    name = f"launch/{kind}"
     print(
         "\n".join(
             [
                 f"{name}: {count} launches (concurrency {args.concurrency}, "
-                f"{args.workers} job workers, {args.database}, test:// host)",
+                f"{args.workers} job workers, {kind}, test:// host)",
                 f"  refused: {len(refused)}, ended in error: {failed}",
                 f"  all running after {vdc_seconds:.2f}s -> {rate:.1f} launches/s; "
                 f"every job done after {drained:.2f}s",
@@ -325,10 +343,10 @@ def main() -> int:
                 f"  bare libvirt createXML x{count}: {bare_seconds:.3f}s -> "
                 f"{count / bare_seconds:.0f} /s; vdc's wall time is "
                 f"{vdc_seconds / bare_seconds:.0f}x bare libvirt's (reference, no aim)",
-                f"{verdict(rate >= AIM_RATE)} {name}: {rate:.1f} launches/s to running "
-                f"(aim >= {AIM_RATE:g})",
-                f"{verdict(p50 < AIM_P50_MS)} {name}: accepted request p50 {p50:.1f} ms "
-                f"(aim < {AIM_P50_MS:g} ms)",
+                f"{name}: {rate:.1f} launches/s to running (aim >= {AIM_RATE:g})  "
+                f"{verdict(rate >= AIM_RATE)}",
+                f"{name}: accepted request p50 {p50:.1f} ms (aim < {AIM_P50_MS:g} ms)  "
+                f"{verdict(p50 < AIM_P50_MS)}",
             ]
         )
     )
