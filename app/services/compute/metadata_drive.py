@@ -66,8 +66,10 @@ def ensure_drive(ctx: JobContext, instance_id: str, driver: HostDriver) -> DiskS
     is not what the host holds; None for an instance without one (or already leaving)."""
     with ctx.session() as session:
         instance = session.get(Instance, instance_id)
+        if instance is None or not instance.metadata_drive:
+            return None  # most launches: nothing to gather
         facts = gather(session, instance_id, ctx.settings.region)
-    if instance is None or not instance.metadata_drive or facts is None:
+    if facts is None:
         return None
     files = drive_files(build(facts))
     wanted = digest(files)
