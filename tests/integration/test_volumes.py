@@ -399,7 +399,8 @@ class TestRefusals:
         assert attach(cloud, other["id"], instance["id"], device="vda").status_code == 422
         taken = attach(cloud, other["id"], instance["id"], device="vdb")
         assert taken.status_code == 409 and "vdb" in taken.json()["detail"]
-        # a volume still being made
+        # a volume still being made: no worker makes it meanwhile (a woken one is quick)
+        cloud.client.app.state.worker.stop()  # type: ignore[attr-defined]
         creating = attach(cloud, create(cloud, size_mib=8)["id"], instance["id"])
         assert creating.status_code == 409 and "creating" in creating.json()["detail"]
         assert show(cloud, volume["id"])["state"] == "attached"
