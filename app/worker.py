@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from app.config import Settings
 from app.models import Job
 from app.models.common import utcnow
-from app.services import jobs
+from app.services import hypervisors, jobs
 from app.services.compute import lifecycle, sync
 from app.services.images import capture_jobs
 from app.services.jobs_context import JobContext
@@ -77,10 +77,8 @@ class Worker:
     def _execute(self, job: Job) -> None:
         engine, owner = self.ctx.engine, self.owner
         try:
-            if job.kind in capture_jobs.KINDS:
-                capture_jobs.run(self.ctx, job)
-            else:
-                lifecycle.run(self.ctx, job)
+            handler = capture_jobs.run if job.kind in capture_jobs.KINDS else lifecycle.run
+            hypervisors.rechecking_hosts(lambda: handler(self.ctx, job), job.id)
         except HostUnreachable as error:
             # A host that is down comes back: its work waits for it (an hour at most),
             # without counting as the job's own failures.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import shlex
+from collections.abc import Callable
 
 from app.config import Settings
 from app.errors import AppError, Conflict, HostUnavailable, NotFound
@@ -17,11 +19,31 @@ def driver_for(host: HostNode) -> HostDriver:
     return HostDriver(host.uri)
 
 
+log = logging.getLogger("vdc.hypervisors")
+
+
 def forget_facts() -> bool:
     """Every host is checked again by the next steps (after a failed step: what this
     process remembered making sure of, a pool or a network, may be gone); False when
     nothing was remembered."""
     return POOL.forget_facts()
+
+
+def rechecking_hosts(job: Callable[[], None], name: str) -> None:
+    """Runs a job (idempotent from the top). A host step that fails while this process
+    remembered making sure of pools and networks (hypervisor ConnectionPool.facts) may have
+    failed because one is gone (libvirtd restarted, an operator removed it): the job runs
+    once more at once, every host checked again, as after a crash. A second failure, or an
+    unreachable host, is the job's as before."""
+    try:
+        job()
+    except HostUnreachable:
+        raise
+    except HypervisorError as error:
+        if not forget_facts():
+            raise
+        log.info("job %s: %s; running it again, checking every host", name, error)
+        job()
 
 
 def shell_for(settings: Settings, host: HostNode) -> HostShell:

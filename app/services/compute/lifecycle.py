@@ -18,11 +18,9 @@ from app.models.instance import InstanceState
 from app.services import host_uris
 from app.services.compute import provision
 from app.services.compute.provision import Loaded
-from app.services.hypervisors import forget_facts
 from app.services.jobs_context import JobContext
 from app.services.state_changes import compare_and_set
 from app.services.storage import volume_jobs
-from hypervisor.errors import HostUnreachable, HypervisorError
 
 log = logging.getLogger("vdc.lifecycle")
 
@@ -170,22 +168,6 @@ HANDLERS: dict[str, Callable[[JobContext, Job, Loaded], None]] = {
 
 
 def run(ctx: JobContext, job: Job) -> None:
-    """Runs the job's handler. A host step that fails when this process remembered making
-    sure of pools and networks (hypervisor ConnectionPool.facts) may have failed because one
-    is gone (libvirt restarted, an operator removed it): the job runs once more from the top
-    at once, every host checked again, as after a crash."""
-    try:
-        _run(ctx, job)
-    except HostUnreachable:
-        raise
-    except HypervisorError as error:
-        if not forget_facts():
-            raise
-        log.info("job %s: %s; running it again, checking every host", job.id, error)
-        _run(ctx, job)
-
-
-def _run(ctx: JobContext, job: Job) -> None:
     if job.kind in volume_jobs.HANDLERS:
         volume_jobs.run(ctx, job)
         return
