@@ -248,8 +248,9 @@ def eject(session: Session, account: Account, instance_id: str) -> Instance:
             + ("it was ejected already" if has_drive else "it was not launched from an ISO")
         )
     _eject(session, instance)
-    session.commit()
+    session.flush()  # as request_action: the answer is what this request set
     session.refresh(instance)
+    session.commit()
     return instance
 
 

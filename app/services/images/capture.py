@@ -62,6 +62,9 @@ def request_capture(
     session.add(image)
     kind = CAPTURE_PREPARED if body.prepare else CAPTURE
     jobs.enqueue(session, kind, instance.id, image_id=image.id)
-    session.commit()
+    # Read back before the commit: the answer is the image as this request made it, even
+    # when a worker (woken by the commit) has already started on it.
+    session.flush()
     session.refresh(image)
+    session.commit()
     return image
