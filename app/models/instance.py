@@ -162,14 +162,19 @@ class InstanceCreate(BaseModel):
     def _size_and_user_data(self) -> Self:
         if self.instance_type is None and (self.cpu_cores is None or self.memory_size is None):
             raise ValueError("give instance_type, or both cpu_cores and memory_size")
-        if self.user_data is not None and self.user_data_base64 is not None:
-            raise ValueError("give user_data or user_data_base64, not both")
-        if len(self.user_data_bytes() or b"") > MAX_USER_DATA:
-            raise ValueError(f"user data is limited to {MAX_USER_DATA} bytes")
+        check_user_data(self.user_data, self.user_data_base64)
         return self
 
     def user_data_bytes(self) -> bytes | None:
         return user_data_of(self.user_data, self.user_data_base64)
+
+
+def check_user_data(text: str | None, encoded: str | None) -> None:
+    """One of the two forms at most, valid base64, within MAX_USER_DATA (launch and update)."""
+    if text is not None and encoded is not None:
+        raise ValueError("give user_data or user_data_base64, not both")
+    if len(user_data_of(text, encoded) or b"") > MAX_USER_DATA:
+        raise ValueError(f"user data is limited to {MAX_USER_DATA} bytes")
 
 
 def user_data_of(text: str | None, encoded: str | None) -> bytes | None:
@@ -203,10 +208,7 @@ class InstanceUpdate(BaseModel):
 
     @model_validator(mode="after")
     def _one_user_data(self) -> Self:
-        if self.user_data is not None and self.user_data_base64 is not None:
-            raise ValueError("give user_data or user_data_base64, not both")
-        if len(self.user_data_bytes() or b"") > MAX_USER_DATA:
-            raise ValueError(f"user data is limited to {MAX_USER_DATA} bytes")
+        check_user_data(self.user_data, self.user_data_base64)
         return self
 
     def user_data_bytes(self) -> bytes | None:

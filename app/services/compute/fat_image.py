@@ -58,6 +58,14 @@ def build_fat_image(
 
 
 def _run(args: list[str], stdin: str | None = None, env: dict[str, str] | None = None) -> None:
+    failed = run_tool(args, stdin, env)
+    if failed:
+        raise FatImageError(f"building a FAT disk: {failed}")
+
+
+def run_tool(args: list[str], stdin: str | None = None, env: dict[str, str] | None = None) -> str:
+    """Runs one disk tool (sfdisk, mkfs.fat, mtools, syslinux); "" when it succeeded, else
+    "TOOL: its error output" for the caller's own error."""
     result = subprocess.run(  # noqa: S603 - an argument list of vdc's own
         args,
         input=stdin,
@@ -67,5 +75,4 @@ def _run(args: list[str], stdin: str | None = None, env: dict[str, str] | None =
         check=False,
         env={**os.environ, **(env or {})},
     )
-    if result.returncode != 0:
-        raise FatImageError(f"building a FAT disk: {args[0]}: {result.stderr.strip()}")
+    return "" if result.returncode == 0 else f"{args[0]}: {result.stderr.strip()}"

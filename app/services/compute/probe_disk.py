@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 from app.config import Settings
 from app.errors import AppError
+from app.services.compute.fat_image import run_tool
 
 NAME = "vdc-kvm-probe.raw"
 SIZE = 4 * 1024 * 1024
@@ -68,14 +68,6 @@ def _build(raw: Path) -> None:
 
 
 def _run(args: list[str], stdin: str | None = None, env: dict[str, str] | None = None) -> None:
-    result = subprocess.run(  # noqa: S603 - an argument list of vdc's own
-        args,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
-    if result.returncode != 0:
-        raise ProbeDiskError(f"building the KVM probe disk: {args[0]}: {result.stderr.strip()}")
+    failed = run_tool(args, stdin, env)
+    if failed:
+        raise ProbeDiskError(f"building the KVM probe disk: {failed}")
