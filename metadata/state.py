@@ -48,6 +48,7 @@ class MetadataState:
         self.leases: dict[str, Lease] = {}  # address -> lease
         self.instances: dict[str, Prebuilt] = {}  # instance id -> its answers
         self._addresses: dict[str, tuple[str, ...]] = {}  # instance id -> its addresses
+        self._versions: dict[str, str] = {}  # instance id -> the updated_at it was built from
         self._misses: dict[str, float] = {}  # address -> when the miss may be asked again
         self._mark: datetime | None = None
         self._last_full = 0.0
@@ -87,11 +88,15 @@ class MetadataState:
                     statement = statement.where(col(Instance.updated_at) > self._mark - OVERLAP)
                 rows = session.exec(statement).all()
                 seen = set()
-                for instance_id, _updated, state in rows:
+                for instance_id, updated, state in rows:
                     seen.add(instance_id)
                     if state in GONE_STATES:
                         self._forget(instance_id)
-                    else:
+                    elif full or self._versions.get(instance_id) != updated.isoformat():
+                        # A change seen in an earlier look (the overlap shows it again for
+                        # two seconds) is not rebuilt again: during launches that was eight
+                        # rebuilds per change, on the thread that shares the GIL with the
+                        # answers.
                         self._load(session, instance_id)
             if full:
                 for gone in set(self.instances) - seen:
@@ -129,9 +134,11 @@ class MetadataState:
             )
             self._misses.pop(interface.ip, None)
         self._addresses[instance_id] = addresses
+        self._versions[instance_id] = version
 
     def _forget(self, instance_id: str) -> None:
         self.instances.pop(instance_id, None)
+        self._versions.pop(instance_id, None)
         for address in self._addresses.pop(instance_id, ()):
             if (lease := self.leases.get(address)) is not None and lease.instance_id == instance_id:
                 del self.leases[address]

@@ -1,0 +1,80 @@
+"""The metadata process's memory (metadata/state.py) against launched instances (test://
+host), on both databases: what a refresh rebuilds, and what it leaves alone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from metadata.state import MetadataState
+from tests.conftest import Keys, bearer
+from tests.integration.cloud import Cloud, build_cloud
+
+
+@pytest.fixture
+def cloud(client: TestClient, keys: Keys, test_host_uri, make_disk: Callable[..., Path]) -> Cloud:  # type: ignore[no-untyped-def]
+    return build_cloud(client, keys, test_host_uri(), make_disk)
+
+
+def counting_loads(state: MetadataState, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The instance ids the state rebuilds, in order."""
+    loaded: list[str] = []
+    original = state._load
+
+    def load(session, instance_id):  # type: ignore[no-untyped-def]
+        loaded.append(instance_id)
+        original(session, instance_id)
+
+    monkeypatch.setattr(state, "_load", load)
+    return loaded
+
+
+def test_a_change_is_rebuilt_once_and_the_next_change_shows(
+    cloud: Cloud, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = cloud.wait_for(cloud.launch(hostname="first")["id"], "running")
+    state = MetadataState(engine, "vdc-1")
+    loaded = counting_loads(state, monkeypatch)
+    state.refresh()  # the first look reads everything
+    assert loaded == [running["id"]]
+    hostname = "meta-data/hostname"  # below the version, as the service asks
+    prebuilt = state.prebuilt(running["id"])
+    assert prebuilt is not None and prebuilt.answer(hostname).body.startswith(b"first")
+
+    # Looked at again within the overlap, unchanged: not rebuilt (it was eight times over
+    # during launches, on the thread that shares the GIL with the answers).
+    state.refresh()
+    state.refresh()
+    assert loaded == [running["id"]]
+
+    changed = cloud.client.patch(
+        f"/api/v1/instances/{running['id']}",
+        json={"http_tokens": "required"},
+        headers=bearer(cloud.admin),
+    )
+    assert changed.status_code == 200, changed.text
+    state.refresh()
+    assert loaded == [running["id"], running["id"]]
+    lease = state.lease(running["ip_address"])
+    assert lease is not None and lease.http_tokens == "required"
+    state.refresh()
+    assert len(loaded) == 2
+
+
+def test_a_terminated_instance_is_forgotten_and_its_address_no_longer_answers(
+    cloud: Cloud, engine: sa.Engine
+) -> None:
+    running = cloud.wait_for(cloud.launch()["id"], "running")
+    state = MetadataState(engine, "vdc-1")
+    state.refresh()
+    assert state.lease(running["ip_address"]) is not None
+    gone = cloud.client.delete(f"/api/v1/instances/{running['id']}", headers=bearer(cloud.admin))
+    assert gone.status_code in (200, 202), gone.text
+    cloud.wait_for(running["id"], "terminated")
+    state.refresh()
+    assert state.prebuilt(running["id"]) is None
+    assert state.lease(running["ip_address"]) is None
