@@ -202,6 +202,16 @@ def wait_drained(engine: sa.Engine) -> None:
         time.sleep(0.01)
 
 
+def jobs_by_kind(engine: sa.Engine) -> str:
+    """How many jobs of each kind the run made ("launch 500, filters 12"): work queued for
+    other instances (their filters) is part of what a launch costs."""
+    with engine.connect() as connection:
+        counted = connection.execute(
+            sa.text("SELECT kind, count(*) FROM jobs GROUP BY kind ORDER BY count(*) DESC")
+        ).all()
+    return ", ".join(f"{kind} {n}" for kind, n in counted)
+
+
 def cpu_seconds(pid: int) -> float:
     """The process's user + system CPU time so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -297,6 +307,7 @@ def run(args: argparse.Namespace, kind: str, profile: Path | None) -> int:
                     wait_drained(watch)
                     drained = time.perf_counter() - started
                     cpu = cpu_seconds(server.pid) - cpu_before
+                job_kinds = jobs_by_kind(watch)
                 rows = []
                 for offset in range(0, count, 1000):
                     rows += client.get(
@@ -334,7 +345,7 @@ def run(args: argparse.Namespace, kind: str, profile: Path | None) -> int:
                 f"{args.workers} job workers, {kind}, test:// host)",
                 f"  refused: {len(refused)}, ended in error: {failed}",
                 f"  all running after {vdc_seconds:.2f}s -> {rate:.1f} launches/s; "
-                f"every job done after {drained:.2f}s",
+                f"every job done after {drained:.2f}s (jobs: {job_kinds})",
                 f"  accepted request: p50 {p50:.1f} ms, p95 {ms(latencies, 0.95):.1f} ms "
                 f"(all {count} accepted in {accepted:.2f}s)",
                 f"  accepted -> domain started: median {ms(overhead, 0.5):.1f} ms, "
