@@ -30,6 +30,9 @@ class Job(SQLModel, table=True):
     # An image capture names the image it makes, and its instance (to run in order with the
     # instance's other jobs: a start asked after the capture waits for it).
     image_id: str | None = Field(default=None, max_length=32)
+    # A `group_filters` job names its security group: its members' filters are rebuilt on
+    # their hosts, one job for the group, however many members it has.
+    security_group_id: str | None = Field(default=None, index=True, max_length=32)
     state: JobState = Field(default=JobState.queued, sa_column=state_column(JobState, index=True))
     attempts: int = 0
     lease_owner: str | None = Field(default=None, max_length=64)

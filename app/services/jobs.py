@@ -30,6 +30,7 @@ def enqueue(
     instance_id: str | None,
     volume_id: str | None = None,
     image_id: str | None = None,
+    security_group_id: str | None = None,
 ) -> Job:
     """Adds a job to the caller's transaction: it exists exactly when the change that
     needed it is committed (and then this process's idle workers are woken)."""
@@ -39,6 +40,7 @@ def enqueue(
         instance_id=instance_id,
         volume_id=volume_id,
         image_id=image_id,
+        security_group_id=security_group_id,
     )
     session.add(job)
     session.info[_QUEUED] = session.info.get(_QUEUED, 0) + 1
@@ -109,12 +111,18 @@ def claim(engine: sa.Engine, owner: str, lease_seconds: float) -> Job | None:
 
 def _runnable(job: type[Job]) -> SelectOfScalar[str]:
     """Ids of the jobs `job` (the table, or an alias of it) that a worker may take at `now`:
-    queued, or running under a lease that ran out; due; first of their instance's."""
+    queued, or running under a lease that ran out; due; first of their instance's (or of
+    their security group's: two readings of a group's members must not race to its hosts)."""
     now = sa.bindparam("now", type_=Job.__table__.c.run_after.type)  # type: ignore[attr-defined]
     earlier = aliased(Job, name="earlier")
     pending = (
         select(earlier.id)
-        .where(col(earlier.instance_id) == col(job.instance_id))
+        .where(
+            or_(  # NULL = NULL is not true: a job without an instance (a group) has no order
+                col(earlier.instance_id) == col(job.instance_id),
+                col(earlier.security_group_id) == col(job.security_group_id),
+            )
+        )
         .where(col(earlier.state).in_([JobState.queued, JobState.running]))
         .where(
             or_(

@@ -18,7 +18,7 @@ def test_migrated_schema_matches_the_models(database_url: str) -> None:
         differences = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
     engine.dispose()
     assert differences == []
-    assert head_revision(database_url) == "0012"
+    assert head_revision(database_url) == "0013"
 
 
 def test_seeds(database_url: str) -> None:

@@ -54,18 +54,20 @@ def rules_of(engine: sa.Engine, instance_id: str) -> set[FilterRuleSpec]:
 def filter_jobs_done(
     engine: sa.Engine, instance_id: str, at_least: int, timeout: float = 10
 ) -> None:
+    """Until at least `at_least` jobs that rebuild the instance's filters are done and none
+    is queued or running: its own `filters` jobs, and the `group_filters` jobs of its
+    groups (one per group change, not one per member)."""
+    covering = sa.text(
+        "SELECT state FROM jobs WHERE (instance_id = :i AND kind = 'filters') OR "
+        "(kind = 'group_filters' AND security_group_id IN "
+        "(SELECT group_id FROM instance_security_groups WHERE instance_id = :i))"
+    )
     deadline = time.monotonic() + timeout
     while True:
         with engine.connect() as connection:
-            states = (
-                connection.execute(
-                    sa.text("SELECT state FROM jobs WHERE instance_id = :i AND kind = 'filters'"),
-                    {"i": instance_id},
-                )
-                .scalars()
-                .all()
-            )
-        if len([s for s in states if s == "done"]) >= at_least and "queued" not in states:
+            states = connection.execute(covering, {"i": instance_id}).scalars().all()
+        done = len([s for s in states if s == "done"])
+        if done >= at_least and not {"queued", "running"} & set(states):
             return
         assert time.monotonic() < deadline, f"filters jobs of {instance_id}: {states}"
         time.sleep(0.05)

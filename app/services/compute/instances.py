@@ -32,7 +32,7 @@ from app.models.volume import GIB
 from app.services import access, host_uris, jobs, quotas
 from app.services.hypervisors import driver_for
 from app.services.listing import PageRequest
-from app.services.network import networks, security_groups
+from app.services.network import filter_jobs, networks, security_groups
 from app.services.network.addresses import allocate_interface, interfaces_of
 from app.services.placement import PLACEMENT_LOCK, choose_host
 from app.services.state_changes import compare_and_set
@@ -198,8 +198,8 @@ def launch(
         allocate_interface(session, instance.id, network)
         security_groups.join(session, instance.id, groups)
         # Members of groups whose rules name these groups now admit this instance's address.
-        others = security_groups.members_naming(session, [g.id for g in groups])
-        security_groups.refresh_filters(session, [i for i in others if i != instance.id])
+        naming = filter_jobs.groups_naming(session, [g.id for g in groups])
+        filter_jobs.refresh_group_filters(session, naming, besides=instance.id)
         volumes.add_launch_volumes(session, settings, instance, image, body.volumes)
         jobs.enqueue(session, "launch", instance.id)
         session.commit()
@@ -275,7 +275,7 @@ def terminate(session: Session, account: Account, instance_id: str) -> Instance:
     jobs.enqueue(session, "terminate", instance.id)
     # Instances whose rules name this one's groups stop admitting its address.
     groups = security_groups.group_ids_of(session, [instance.id])[instance.id]
-    security_groups.refresh_filters(session, security_groups.members_naming(session, groups))
+    filter_jobs.refresh_group_filters(session, filter_jobs.groups_naming(session, groups))
     session.refresh(instance)  # as request_action: the state this request set
     session.commit()
     return instance

@@ -19,6 +19,7 @@ from app.services import host_uris
 from app.services.compute import provision
 from app.services.compute.provision import Loaded
 from app.services.jobs_context import JobContext
+from app.services.network import filter_jobs, host_filters
 from app.services.state_changes import compare_and_set
 from app.services.storage import volume_jobs
 
@@ -170,6 +171,9 @@ HANDLERS: dict[str, Callable[[JobContext, Job, Loaded], None]] = {
 def run(ctx: JobContext, job: Job) -> None:
     if job.kind in volume_jobs.HANDLERS:
         volume_jobs.run(ctx, job)
+        return
+    if job.kind == filter_jobs.GROUP_FILTERS:
+        host_filters.run_group_job(ctx, job)
         return
     if job.instance_id is None or job.kind not in HANDLERS:
         raise ValueError(f"job {job.id}: unknown kind {job.kind!r}")

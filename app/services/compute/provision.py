@@ -20,7 +20,7 @@ from app.models.volume import GIB
 from app.services.compute import display, metadata_drive
 from app.services.hypervisors import driver_for
 from app.services.jobs_context import JobContext
-from app.services.network import fabric, nwfilters
+from app.services.network import fabric, host_filters, nwfilters
 from app.services.storage import image_copies, pools, volume_jobs
 from app.services.storage.pools import CONSOLE_POOL, INSTANCE_POOL, root_volume_name
 from hypervisor.driver import HostDriver
@@ -65,11 +65,8 @@ def ensure_filters(ctx: JobContext, loaded: Loaded) -> dict[str, str]:
     """Defines (or updates) each interface's nwfilter; interface id -> filter name."""
     if not loaded.driver.has_nwfilter():  # libvirt's test driver: nothing to define
         return {nic.id: nwfilters.filter_name(nic) for nic, _ in loaded.interfaces}
-    with ctx.session() as session:
-        specs = nwfilters.filter_specs(session, loaded.instance.id)
-    for _, spec in specs:
-        loaded.driver.ensure_filter(spec)
-    return {nic.id: spec.name for nic, spec in specs}
+    assert loaded.host is not None
+    return host_filters.ensure_for_instance(ctx, loaded.host.id, loaded.driver, loaded.instance.id)
 
 
 def ensure_running(ctx: JobContext, loaded: Loaded, owner: str) -> None:
@@ -182,8 +179,8 @@ def tear_down(ctx: JobContext, loaded: Loaded) -> None:
         driver.delete_volume(INSTANCE_POOL, root_volume_name(instance.id))
         metadata_drive.remove(ctx.settings, driver, instance.id)
         pools.delete_console_log(ctx.settings, driver, instance.id)
+        host_filters.delete_for_instance(loaded.host.id, driver, (n for n, _ in loaded.interfaces))
         for nic, network in loaded.interfaces:
-            driver.delete_filter(nwfilters.filter_name(nic))  # the domain using it is gone
             entry = DhcpHost(nic.mac_address, nic.ip_address)
             fabric.remove_dhcp_entry(ctx, network, loaded.host, entry)
     else:

@@ -5,40 +5,75 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
-from app.models import Instance, InstanceSecurityGroup, NetworkInterface
+from app.models import Instance, InstanceSecurityGroup, Network, NetworkInterface
 from app.models.instance import GONE_STATES
-from app.models.lookups import interfaces_with_networks
 from app.services.network import security_groups
+from app.services.network.rule_text import Rule
 from hypervisor.specs import FilterRuleSpec, FilterSpec
+
+Specs = list[tuple[NetworkInterface, FilterSpec]]
 
 
 def filter_name(interface: NetworkInterface) -> str:
     return f"vdc-{interface.id}"
 
 
-def filter_specs(session: Session, instance_id: str) -> list[tuple[NetworkInterface, FilterSpec]]:
-    rules = inbound_rules(session, instance_id)
-    return [
-        (nic, FilterSpec(name=filter_name(nic), rules=rules, dhcp_server=network.gateway))
-        for nic, network in interfaces_with_networks(session, instance_id)
-    ]
+def filter_specs(session: Session, instance_id: str) -> Specs:
+    return specs_of(session, [instance_id])[instance_id]
 
 
-def inbound_rules(session: Session, instance_id: str) -> tuple[FilterRuleSpec, ...]:
-    group_ids = security_groups.group_ids_of(session, [instance_id])[instance_id]
-    found: list[FilterRuleSpec] = []
-    for group_id in group_ids:
-        for rule in security_groups.rules_of(session, group_id):
-            if rule.cidr is not None:
-                sources = [rule.cidr]
-            else:
-                assert rule.source_group_id is not None
-                sources = [f"{ip}/32" for ip in member_addresses(session, rule.source_group_id)]
-            found.extend(
-                FilterRuleSpec(rule.protocol, rule.from_port, rule.to_port, cidr)
-                for cidr in sources
+def specs_of(session: Session, instance_ids: list[str]) -> dict[str, Specs]:
+    """instance id -> its interfaces' filters, for many instances in a few queries: each
+    group's rules and each source group's addresses are read once (a group's members all
+    list the same addresses)."""
+    groups = security_groups.group_ids_of(session, instance_ids)
+    rules = _Rules(session)
+    nics = _interfaces(session, instance_ids)
+    return {
+        instance_id: [
+            (
+                nic,
+                FilterSpec(
+                    name=filter_name(nic),
+                    rules=rules.inbound(groups[instance_id]),
+                    dhcp_server=network.gateway,
+                ),
             )
-    return tuple(dict.fromkeys(found))  # in order, each once
+            for nic, network in nics[instance_id]
+        ]
+        for instance_id in instance_ids
+    }
+
+
+class _Rules:
+    """Groups' rules with their source groups expanded, each read once per reading."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._rules: dict[str, list[Rule]] = {}
+        self._addresses: dict[str, list[str]] = {}
+
+    def inbound(self, group_ids: list[str]) -> tuple[FilterRuleSpec, ...]:
+        found: list[FilterRuleSpec] = []
+        for group_id in group_ids:
+            if group_id not in self._rules:
+                self._rules[group_id] = security_groups.rules_of(self._session, group_id)
+            for rule in self._rules[group_id]:
+                if rule.cidr is not None:
+                    sources = [rule.cidr]
+                else:
+                    assert rule.source_group_id is not None
+                    sources = [f"{ip}/32" for ip in self._members(rule.source_group_id)]
+                found.extend(
+                    FilterRuleSpec(rule.protocol, rule.from_port, rule.to_port, cidr)
+                    for cidr in sources
+                )
+        return tuple(dict.fromkeys(found))  # in order, each once
+
+    def _members(self, group_id: str) -> list[str]:
+        if group_id not in self._addresses:
+            self._addresses[group_id] = member_addresses(self._session, group_id)
+        return self._addresses[group_id]
 
 
 def member_addresses(session: Session, group_id: str) -> list[str]:
@@ -55,3 +90,19 @@ def member_addresses(session: Session, group_id: str) -> list[str]:
         .order_by(col(NetworkInterface.ip_address))
     )
     return list(dict.fromkeys(rows))
+
+
+def _interfaces(
+    session: Session, instance_ids: list[str]
+) -> dict[str, list[tuple[NetworkInterface, Network]]]:
+    """instance id -> its NICs in device order, each with its network."""
+    found: dict[str, list[tuple[NetworkInterface, Network]]] = {i: [] for i in instance_ids}
+    rows = session.exec(
+        select(NetworkInterface, Network)
+        .join(Network, col(Network.id) == NetworkInterface.network_id)
+        .where(col(NetworkInterface.instance_id).in_(instance_ids))
+        .order_by(col(NetworkInterface.device_index))
+    )
+    for nic, network in rows:
+        found[nic.instance_id].append((nic, network))
+    return found

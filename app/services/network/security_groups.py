@@ -1,10 +1,11 @@
 """Security group use cases: groups and their rules, membership of instances, and which
 instances' filters must be rebuilt when either changes.
 
-A change never touches libvirt here: it is recorded, and a `filters` job per affected
-instance redefines that instance's nwfilters (libvirt applies them to the running guest
-at once). Affected are the group's members, and, because a rule may name a group as its
-source, the members of every group whose rules name a group whose members changed.
+A change never touches libvirt here: it is recorded, and jobs redefine the affected
+interfaces' nwfilters (libvirt applies them to the running guest at once; filter_jobs.py
+queues them): a `group_filters` job for a group whose rules changed, and for every group
+whose rules name a group whose members changed (a rule may name a group as its source);
+a `filters` job for an instance whose own groups changed.
 """
 
 from __future__ import annotations
@@ -21,13 +22,11 @@ from app.models import (
     Account,
     Instance,
     InstanceSecurityGroup,
-    Job,
     SecurityGroup,
     SecurityGroupRule,
 )
 from app.models.common import utcnow
 from app.models.instance import GONE_STATES
-from app.models.job import JobState
 from app.models.security_group import (
     DEFAULT_GROUP,
     RuleModel,
@@ -35,9 +34,9 @@ from app.models.security_group import (
     SecurityGroupPublic,
     SecurityGroupUpdate,
 )
-from app.services import access, jobs, quotas
+from app.services import access, quotas
 from app.services.listing import PageRequest
-from app.services.network import rule_text
+from app.services.network import filter_jobs, rule_text
 from app.services.network.rule_text import Rule, RuleError
 
 SORTABLE = ("created_at", "updated_at", "name", "id")
@@ -175,7 +174,7 @@ def update_group(
             session.delete(row)
         session.flush()
         _store_rules(session, group.id, rules)
-        refresh_filters(session, members(session, [group.id])[group.id])
+        filter_jobs.refresh_group_filters(session, [group.id])
     group.updated_at = utcnow()
     session.add(group)
     session.commit()
@@ -251,54 +250,8 @@ def set_instance_groups(session: Session, instance: Instance, group_ids: list[st
             session.delete(link)
     join(session, instance.id, [g for g in groups if g.id not in before])
     session.flush()
-    refresh_filters(session, [instance.id, *members_naming(session, before ^ after)])
-
-
-def members_naming(session: Session, group_ids: Iterable[str]) -> list[str]:
-    """Live members of the groups whose rules take one of `group_ids` as their source:
-    their filters list the source groups' addresses."""
-    wanted = list(group_ids)
-    if not wanted:
-        return []
-    naming = set(
-        session.exec(
-            select(SecurityGroupRule.group_id).where(
-                col(SecurityGroupRule.source_group_id).in_(wanted)
-            )
-        )
-    )
-    found = members(session, naming)
-    return sorted({instance_id for ids in found.values() for instance_id in ids})
-
-
-def refresh_filters(session: Session, instance_ids: Iterable[str]) -> None:
-    """Queues a `filters` job for each live instance with a host, unless a queued `filters`
-    job or launch will read the newest rules anyway (on PostgreSQL, locked until this
-    transaction ends: no worker claims it before the change commits)."""
-    live: list[str] = []
-    for chunk in _chunks(sorted(set(instance_ids))):
-        live += session.exec(
-            select(Instance.id)
-            .where(col(Instance.id).in_(chunk), col(Instance.state).not_in(GONE_STATES))
-            .where(col(Instance.host_node_id).is_not(None))
-        )
-    covered: set[str | None] = set()
-    for chunk in _chunks(live):
-        waiting = (
-            select(col(Job.instance_id))
-            .where(col(Job.instance_id).in_(chunk), col(Job.kind).in_(("filters", "launch")))
-            .where(Job.state == JobState.queued)
-            .order_by(col(Job.id))
-        )
-        if session.get_bind().dialect.name == "postgresql":
-            waiting = waiting.with_for_update()
-        covered.update(session.exec(waiting))
-    for instance_id in sorted(set(live) - covered):
-        jobs.enqueue(session, "filters", instance_id)
-
-
-def _chunks(ids: list[str], size: int = 500) -> list[list[str]]:
-    return [ids[start : start + size] for start in range(0, len(ids), size)]
+    filter_jobs.refresh_filters(session, [instance.id])
+    filter_jobs.refresh_group_filters(session, filter_jobs.groups_naming(session, before ^ after))
 
 
 # --- helpers -------------------------------------------------------------------------------

@@ -1,0 +1,107 @@
+"""The jobs that bring security-group filters up to date after a change, queued in the
+change's own transaction: one `group_filters` job per group whose members' filters change
+(a member came or went from a group its rules name, or its rules changed), and a `filters`
+job for an instance whose own groups changed. The jobs run in host_filters.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlmodel import Session, col, select
+
+from app.models import Instance, InstanceSecurityGroup, Job, SecurityGroupRule
+from app.models.instance import GONE_STATES
+from app.models.job import JobState
+from app.services import jobs
+
+GROUP_FILTERS = "group_filters"
+
+
+def groups_naming(session: Session, group_ids: Iterable[str]) -> list[str]:
+    """The groups whose rules take one of `group_ids` as their source: their members'
+    filters list the source groups' addresses."""
+    wanted = list(group_ids)
+    if not wanted:
+        return []
+    return sorted(
+        set(
+            session.exec(
+                select(SecurityGroupRule.group_id).where(
+                    col(SecurityGroupRule.source_group_id).in_(wanted)
+                )
+            )
+        )
+    )
+
+
+def refresh_group_filters(
+    session: Session, group_ids: Iterable[str], besides: str | None = None
+) -> None:
+    """Queues a `group_filters` job for each group with a live member on a host (other than
+    `besides`: a launching instance gets its filters from its launch), which rebuilds its
+    members' filters there, unless one is queued already (it reads the newest rules and
+    members when it runs; on PostgreSQL it stays locked until this transaction ends, so no
+    worker claims it before the change commits). One job per group, not one per member:
+    a launch into the `default` group used to queue a job for every instance of the
+    account."""
+    wanted = _with_members(session, sorted(set(group_ids)), besides)
+    if not wanted:
+        return
+    waiting = (
+        select(col(Job.security_group_id))
+        .where(col(Job.security_group_id).in_(wanted), Job.kind == GROUP_FILTERS)
+        .where(Job.state == JobState.queued)
+        .order_by(col(Job.id))
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        waiting = waiting.with_for_update()
+    covered = set(session.exec(waiting))
+    for group_id in wanted:
+        if group_id not in covered:
+            jobs.enqueue(session, GROUP_FILTERS, None, security_group_id=group_id)
+
+
+def _with_members(session: Session, group_ids: list[str], besides: str | None) -> list[str]:
+    if not group_ids:
+        return []
+    found = (
+        select(InstanceSecurityGroup.group_id)
+        .join(Instance, col(Instance.id) == InstanceSecurityGroup.instance_id)
+        .where(col(InstanceSecurityGroup.group_id).in_(group_ids))
+        .where(col(Instance.state).not_in(GONE_STATES))
+        .where(col(Instance.host_node_id).is_not(None))
+        .distinct()
+    )
+    if besides is not None:
+        found = found.where(col(Instance.id) != besides)
+    return sorted(set(session.exec(found)))
+
+
+def refresh_filters(session: Session, instance_ids: Iterable[str]) -> None:
+    """Queues a `filters` job for each live instance with a host (its own groups changed),
+    unless a queued `filters` job or launch will read the newest rules anyway (locked on
+    PostgreSQL, as refresh_group_filters)."""
+    live: list[str] = []
+    for chunk in _chunks(sorted(set(instance_ids))):
+        live += session.exec(
+            select(Instance.id)
+            .where(col(Instance.id).in_(chunk), col(Instance.state).not_in(GONE_STATES))
+            .where(col(Instance.host_node_id).is_not(None))
+        )
+    covered: set[str | None] = set()
+    for chunk in _chunks(live):
+        waiting = (
+            select(col(Job.instance_id))
+            .where(col(Job.instance_id).in_(chunk), col(Job.kind).in_(("filters", "launch")))
+            .where(Job.state == JobState.queued)
+            .order_by(col(Job.id))
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            waiting = waiting.with_for_update()
+        covered.update(session.exec(waiting))
+    for instance_id in sorted(set(live) - covered):
+        jobs.enqueue(session, "filters", instance_id)
+
+
+def _chunks(ids: list[str], size: int = 500) -> list[list[str]]:
+    return [ids[start : start + size] for start in range(0, len(ids), size)]

@@ -1,0 +1,107 @@
+"""Security-group filters on the hosts: an instance's interfaces' nwfilters defined from the
+newest rules (its launch, start, a change of its own groups), a group's members' all in one
+job (`group_filters`, queued by filter_jobs.py), and an instance's removed at its terminate.
+
+Defining a filter reads the database (rules, addresses), then writes to libvirt. Two jobs
+that touch one instance's filter (a group's job and the instance's launch or terminate)
+could otherwise write an older reading over a newer one, or define a filter just after the
+terminate removed it. Per host, a reading and its writes hold one lock: who reads later
+writes later, so each filter ends with the newest rules, and a terminated instance's is
+gone. (One vdc process, as the segments' lock in fabric.py.)"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+from sqlmodel import col, select
+from sqlmodel.sql.expression import SelectOfScalar
+
+from app.models import HostNode, Instance, InstanceSecurityGroup, Job, NetworkInterface
+from app.models.instance import GONE_STATES
+from app.services.hypervisors import driver_for
+from app.services.jobs_context import JobContext
+from app.services.network import nwfilters
+from hypervisor.driver import HostDriver
+from hypervisor.errors import HostUnreachable
+
+CHUNK = 500  # members read and defined at a time (bound parameters per query)
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_LOCK = threading.Lock()
+
+
+def _lock(host_id: str) -> threading.Lock:
+    with _LOCKS_LOCK:
+        return _LOCKS.setdefault(host_id, threading.Lock())
+
+
+def ensure_for_instance(
+    ctx: JobContext, host_id: str, driver: HostDriver, instance_id: str
+) -> dict[str, str]:
+    """Defines (or updates) each interface's nwfilter; interface id -> filter name."""
+    with _lock(host_id):
+        with ctx.session() as session:
+            specs = nwfilters.filter_specs(session, instance_id)
+        for _, spec in specs:
+            driver.ensure_filter(spec)
+    return {nic.id: spec.name for nic, spec in specs}
+
+
+def delete_for_instance(
+    host_id: str, driver: HostDriver, interfaces: Iterable[NetworkInterface]
+) -> None:
+    """Removes the interfaces' filters (the domain using them is gone)."""
+    with _lock(host_id):
+        for nic in interfaces:
+            driver.delete_filter(nwfilters.filter_name(nic))
+
+
+def run_group_job(ctx: JobContext, job: Job) -> None:
+    """Rebuilds the filters of the group's live members, host by host. A host that cannot
+    be reached does not hold up the others: the job is retried for it afterwards (every
+    step is idempotent)."""
+    group_id = job.security_group_id
+    if group_id is None:
+        raise ValueError(f"job {job.id}: a group_filters job without a security group")
+    with ctx.session() as session:
+        member_hosts = (
+            select(Instance.host_node_id)
+            .join(InstanceSecurityGroup, col(InstanceSecurityGroup.instance_id) == Instance.id)
+            .where(InstanceSecurityGroup.group_id == group_id)
+            .where(col(Instance.state).not_in(GONE_STATES))
+        )
+        hosts = list(session.exec(select(HostNode).where(col(HostNode.id).in_(member_hosts))))
+    unreachable: HostUnreachable | None = None
+    for host in sorted(hosts, key=lambda h: h.id):
+        driver = driver_for(host)
+        try:
+            if driver.has_nwfilter():
+                _rebuild_on(ctx, host.id, driver, group_id)
+        except HostUnreachable as error:
+            unreachable = unreachable or error
+    if unreachable is not None:
+        raise unreachable
+
+
+def _rebuild_on(ctx: JobContext, host_id: str, driver: HostDriver, group_id: str) -> None:
+    with _lock(host_id):  # the members read under the lock: none terminated meanwhile
+        with ctx.session() as session:
+            members = list(
+                session.exec(_live_members(group_id).where(Instance.host_node_id == host_id))
+            )
+        for start in range(0, len(members), CHUNK):
+            with ctx.session() as session:
+                found = nwfilters.specs_of(session, members[start : start + CHUNK])
+            for specs in found.values():
+                for _, spec in specs:
+                    driver.ensure_filter(spec)
+
+
+def _live_members(group_id: str) -> SelectOfScalar[str]:
+    return (
+        select(Instance.id)
+        .join(InstanceSecurityGroup, col(InstanceSecurityGroup.instance_id) == Instance.id)
+        .where(InstanceSecurityGroup.group_id == group_id)
+        .where(col(Instance.state).not_in(GONE_STATES))
+        .order_by(col(Instance.id))
+    )
