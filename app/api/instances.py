@@ -40,7 +40,7 @@ def launch(
 ) -> InstancePublic:
     """Places the instance, allocates its MAC and IP, and starts it in the background:
     it answers at once in `pending`; poll until `running` (or `error` with a reason)."""
-    return _one(session, instances.launch(session, settings, account, body))
+    return instances.launch_public(session, settings, account, body)
 
 
 @router.get("", response_model=Page[InstancePublic])
