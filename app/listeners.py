@@ -20,6 +20,12 @@ class _Listener(uvicorn.Server):
 
 
 def run_listeners(configs: list[uvicorn.Config]) -> None:
+    try:
+        import uvloop  # what uvicorn itself picks when it makes the loop (we make it here)
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - a dependency; plain asyncio still works
+        pass
     asyncio.run(_serve_all(configs))
 
 
