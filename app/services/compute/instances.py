@@ -228,8 +228,7 @@ def _launch(
         interface = allocate_interface(session, instance.id, network)
         security_groups.join(session, instance.id, groups)
         # Members of groups whose rules name these groups now admit this instance's address.
-        naming = filter_jobs.groups_naming(session, [g.id for g in groups])
-        filter_jobs.refresh_group_filters(session, naming, besides=instance.id)
+        filter_jobs.refresh_groups_naming(session, [g.id for g in groups], besides=instance.id)
         volumes.add_launch_volumes(session, settings, instance, image, body.volumes)
         jobs.enqueue(session, "launch", instance.id)
         session.commit()
@@ -305,7 +304,7 @@ def terminate(session: Session, account: Account, instance_id: str) -> Instance:
     jobs.enqueue(session, "terminate", instance.id)
     # Instances whose rules name this one's groups stop admitting its address.
     groups = security_groups.group_ids_of(session, [instance.id])[instance.id]
-    filter_jobs.refresh_group_filters(session, filter_jobs.groups_naming(session, groups))
+    filter_jobs.refresh_groups_naming(session, groups)
     session.refresh(instance)  # as request_action: the state this request set
     session.commit()
     return instance

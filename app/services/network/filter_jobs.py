@@ -6,10 +6,12 @@ job for an instance whose own groups changed. The jobs run in host_filters.py.""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from app.models import Instance, InstanceSecurityGroup, Job, SecurityGroupRule
+from app.models import Instance, InstanceSecurityGroup, Job, SecurityGroup, SecurityGroupRule
 from app.models.instance import GONE_STATES
 from app.models.job import JobState
 from app.services import jobs
@@ -17,70 +19,77 @@ from app.services import jobs
 GROUP_FILTERS = "group_filters"
 
 
-def groups_naming(session: Session, group_ids: Iterable[str]) -> list[str]:
-    """The groups whose rules take one of `group_ids` as their source: their members'
-    filters list the source groups' addresses."""
-    wanted = list(group_ids)
-    if not wanted:
-        return []
-    return sorted(
-        set(
-            session.exec(
-                select(SecurityGroupRule.group_id).where(
-                    col(SecurityGroupRule.source_group_id).in_(wanted)
-                )
-            )
-        )
-    )
-
-
-def refresh_group_filters(
+def refresh_groups_naming(
     session: Session, group_ids: Iterable[str], besides: str | None = None
 ) -> None:
-    """Queues a `group_filters` job for each group with a live member on a host (other than
-    `besides`: a launching instance gets its filters from its launch), which rebuilds its
-    members' filters there, unless one is queued already (it reads the newest rules and
-    members when it runs; on PostgreSQL it stays locked until this transaction ends, so no
-    worker claims it before the change commits). One job per group, not one per member:
-    a launch into the `default` group used to queue a job for every instance of the
-    account."""
-    wanted = _with_members(session, sorted(set(group_ids)), besides)
+    """The members of `group_ids` changed: refresh_group_filters for the groups whose rules
+    take one of them as their source (their members' filters list its addresses)."""
+    wanted = sorted(set(group_ids))
     if not wanted:
+        return
+    naming = (
+        select(SecurityGroupRule.group_id)
+        .where(col(SecurityGroupRule.source_group_id).in_(wanted))
+        .where(_has_live_member(col(SecurityGroupRule.group_id), besides))
+        .distinct()
+    )
+    _queue(session, sorted(session.exec(naming)))
+
+
+def refresh_group_filters(session: Session, group_ids: Iterable[str]) -> None:
+    """Queues a `group_filters` job for each group with a live member on a host, which
+    rebuilds its members' filters there. One job per group, not one per member: a launch
+    into the `default` group used to queue a job for every instance of the account."""
+    wanted = sorted(set(group_ids))
+    if not wanted:
+        return
+    with_members = (
+        select(SecurityGroup.id)
+        .where(col(SecurityGroup.id).in_(wanted))
+        .where(_has_live_member(col(SecurityGroup.id), None))
+    )
+    _queue(session, sorted(session.exec(with_members)))
+
+
+def _has_live_member(group_id: Any, besides: str | None) -> sa.Exists:  # a group id column
+    """The group has a live member on a host (other than `besides`: a launching instance
+    gets its own filters from its launch job)."""
+    member = (
+        select(InstanceSecurityGroup.instance_id)
+        .join(Instance, col(Instance.id) == InstanceSecurityGroup.instance_id)
+        .where(InstanceSecurityGroup.group_id == group_id)
+        .where(col(Instance.state).not_in(GONE_STATES))
+        .where(col(Instance.host_node_id).is_not(None))
+    )
+    if besides is not None:
+        member = member.where(col(Instance.id) != besides)
+    return member.exists()
+
+
+def _queue(session: Session, group_ids: list[str]) -> None:
+    """A job for each group, unless one is queued already: it reads the newest rules and
+    members when it runs (on PostgreSQL it stays locked until this transaction ends, so no
+    worker claims it before the change commits)."""
+    if not group_ids:
         return
     waiting = (
         select(col(Job.security_group_id))
-        .where(col(Job.security_group_id).in_(wanted), Job.kind == GROUP_FILTERS)
+        .where(col(Job.security_group_id).in_(group_ids), Job.kind == GROUP_FILTERS)
         .where(Job.state == JobState.queued)
         .order_by(col(Job.id))
     )
     if session.get_bind().dialect.name == "postgresql":
         waiting = waiting.with_for_update()
     covered = set(session.exec(waiting))
-    for group_id in wanted:
+    for group_id in group_ids:
         if group_id not in covered:
             jobs.enqueue(session, GROUP_FILTERS, None, security_group_id=group_id)
-
-
-def _with_members(session: Session, group_ids: list[str], besides: str | None) -> list[str]:
-    if not group_ids:
-        return []
-    found = (
-        select(InstanceSecurityGroup.group_id)
-        .join(Instance, col(Instance.id) == InstanceSecurityGroup.instance_id)
-        .where(col(InstanceSecurityGroup.group_id).in_(group_ids))
-        .where(col(Instance.state).not_in(GONE_STATES))
-        .where(col(Instance.host_node_id).is_not(None))
-        .distinct()
-    )
-    if besides is not None:
-        found = found.where(col(Instance.id) != besides)
-    return sorted(set(session.exec(found)))
 
 
 def refresh_filters(session: Session, instance_ids: Iterable[str]) -> None:
     """Queues a `filters` job for each live instance with a host (its own groups changed),
     unless a queued `filters` job or launch will read the newest rules anyway (locked on
-    PostgreSQL, as refresh_group_filters)."""
+    PostgreSQL, as _queue)."""
     live: list[str] = []
     for chunk in _chunks(sorted(set(instance_ids))):
         live += session.exec(

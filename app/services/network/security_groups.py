@@ -251,7 +251,7 @@ def set_instance_groups(session: Session, instance: Instance, group_ids: list[st
     join(session, instance.id, [g for g in groups if g.id not in before])
     session.flush()
     filter_jobs.refresh_filters(session, [instance.id])
-    filter_jobs.refresh_group_filters(session, filter_jobs.groups_naming(session, before ^ after))
+    filter_jobs.refresh_groups_naming(session, before ^ after)
 
 
 # --- helpers -------------------------------------------------------------------------------
