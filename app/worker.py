@@ -78,7 +78,7 @@ class Worker:
         engine, owner = self.ctx.engine, self.owner
         try:
             handler = capture_jobs.run if job.kind in capture_jobs.KINDS else lifecycle.run
-            hypervisors.rechecking_hosts(lambda: handler(self.ctx, job), job.id)
+            closed = hypervisors.rechecking_hosts(lambda: handler(self.ctx, job), job.id)
         except HostUnreachable as error:
             # A host that is down comes back: its work waits for it (an hour at most),
             # without counting as the job's own failures.
@@ -100,7 +100,8 @@ class Worker:
             log.exception("job %s (%s) failed", job.id, job.kind)
             self._fail(job, f"{job.kind} failed: {error}")
         else:
-            jobs.finish(engine, job.id, owner)
+            if not closed:  # a launch ends its job in its own last commit
+                jobs.finish(engine, job.id, owner)
 
     def _fail(self, job: Job, reason: str) -> None:
         # A failed capture ends its image in error; its instance stays as it was.

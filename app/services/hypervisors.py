@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shlex
 from collections.abc import Callable
+from typing import TypeVar
 
 from app.config import Settings
 from app.errors import AppError, Conflict, HostUnavailable, NotFound
@@ -20,6 +21,7 @@ def driver_for(host: HostNode) -> HostDriver:
 
 
 log = logging.getLogger("vdc.hypervisors")
+T = TypeVar("T")
 
 
 def forget_facts() -> bool:
@@ -29,21 +31,21 @@ def forget_facts() -> bool:
     return POOL.forget_facts()
 
 
-def rechecking_hosts(job: Callable[[], None], name: str) -> None:
+def rechecking_hosts(job: Callable[[], T], name: str) -> T:
     """Runs a job (idempotent from the top). A host step that fails while this process
     remembered making sure of pools and networks (hypervisor ConnectionPool.facts) may have
     failed because one is gone (libvirtd restarted, an operator removed it): the job runs
     once more at once, every host checked again, as after a crash. A second failure, or an
     unreachable host, is the job's as before."""
     try:
-        job()
+        return job()
     except HostUnreachable:
         raise
     except HypervisorError as error:
         if not forget_facts():
             raise
         log.info("job %s: %s; running it again, checking every host", name, error)
-        job()
+        return job()
 
 
 def shell_for(settings: Settings, host: HostNode) -> HostShell:

@@ -210,16 +210,25 @@ def retry_later(engine: sa.Engine, job_id: str, owner: str, error: str, delay: f
         )
 
 
+def finish_in(session: Session, job: Job) -> None:
+    """Marks the job done in the caller's transaction: a job whose last step commits anyway
+    ends in that commit, not in one of its own (the worker then leaves it be)."""
+    assert job.lease_owner is not None, "a claimed job"
+    session.execute(_closing(job.id, job.lease_owner, JobState.done, ""))
+
+
 def _close(engine: sa.Engine, job_id: str, owner: str, state: JobState, error: str) -> None:
     with engine.begin() as connection:
-        connection.execute(
-            sa.update(Job)
-            .where(col(Job.id) == job_id)
-            .where(col(Job.lease_owner) == owner)
-            .values(
-                state=state, lease_expires_at=None, last_error=error[:2048], updated_at=utcnow()
-            )
-        )
+        connection.execute(_closing(job_id, owner, state, error))
+
+
+def _closing(job_id: str, owner: str, state: JobState, error: str) -> sa.Update:
+    return (
+        sa.update(Job)
+        .where(col(Job.id) == job_id)
+        .where(col(Job.lease_owner) == owner)
+        .values(state=state, lease_expires_at=None, last_error=error[:2048], updated_at=utcnow())
+    )
 
 
 def pending_for(session: Session, instance_id: str) -> list[Job]:

@@ -15,7 +15,7 @@ from app import metrics
 from app.models import HostNode, Instance, Job, Volume
 from app.models.common import utcnow
 from app.models.instance import InstanceState
-from app.services import host_uris
+from app.services import host_uris, jobs
 from app.services.compute import provision
 from app.services.compute.provision import Loaded
 from app.services.jobs_context import JobContext
@@ -37,18 +37,21 @@ def transition(
     return compare_and_set(ctx.engine, Instance, instance_id, expected, new, **fields)
 
 
-def run_launch(ctx: JobContext, job: Job, loaded: Loaded) -> None:
+def run_launch(ctx: JobContext, job: Job, loaded: Loaded) -> bool:
+    """True: the job is done, in the commit that made the instance `running`."""
     if not transition(
         ctx,
         loaded.instance.id,
         (InstanceState.pending, InstanceState.starting),
         InstanceState.starting,
     ):
-        return  # terminated (or forced) before the launch ran: nothing to build
+        return False  # terminated (or forced) before the launch ran: nothing to build
     provision.ensure_running(ctx, loaded, job.id)
     launched_at = utcnow()
-    with ctx.session() as session:  # the volumes attached and the instance running: one commit
+    # The volumes attached, the instance running and the job done: one commit.
+    with ctx.session() as session:
         volume_jobs.finish_launch(session, loaded.instance.id)
+        jobs.finish_in(session, job)
         ran = compare_and_set(
             session,
             Instance,
@@ -61,6 +64,7 @@ def run_launch(ctx: JobContext, job: Job, loaded: Loaded) -> None:
         session.commit()
     if ran:
         metrics.launch_observed((launched_at - loaded.instance.created_at).total_seconds())
+    return True
 
 
 def run_start(ctx: JobContext, job: Job, loaded: Loaded) -> None:
@@ -156,7 +160,8 @@ def run_terminate(ctx: JobContext, job: Job, loaded: Loaded) -> None:
     )
 
 
-HANDLERS: dict[str, Callable[[JobContext, Job, Loaded], None]] = {
+# A handler that closes its job in its own last commit says so (True); else the worker does.
+HANDLERS: dict[str, Callable[[JobContext, Job, Loaded], bool | None]] = {
     "launch": run_launch,
     "start": run_start,
     "stop": run_stop,
@@ -168,20 +173,21 @@ HANDLERS: dict[str, Callable[[JobContext, Job, Loaded], None]] = {
 }
 
 
-def run(ctx: JobContext, job: Job) -> None:
+def run(ctx: JobContext, job: Job) -> bool:
+    """Runs the job; True when it closed the job itself (see HANDLERS)."""
     if job.kind in volume_jobs.HANDLERS:
         volume_jobs.run(ctx, job)
-        return
+        return False
     if job.kind == filter_jobs.GROUP_FILTERS:
         host_filters.run_group_job(ctx, job)
-        return
+        return False
     if job.instance_id is None or job.kind not in HANDLERS:
         raise ValueError(f"job {job.id}: unknown kind {job.kind!r}")
     loaded = provision.load(ctx, job.instance_id)
     if loaded is None:
         log.warning("job %s: instance %s no longer exists", job.id, job.instance_id)
-        return
-    HANDLERS[job.kind](ctx, job, loaded)
+        return False
+    return bool(HANDLERS[job.kind](ctx, job, loaded))
 
 
 def fail(ctx: JobContext, job: Job, reason: str) -> None:
