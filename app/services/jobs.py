@@ -31,9 +31,11 @@ def enqueue(
     volume_id: str | None = None,
     image_id: str | None = None,
     security_group_id: str | None = None,
+    delay: float = 0.0,
 ) -> Job:
     """Adds a job to the caller's transaction: it exists exactly when the change that
-    needed it is committed (and then this process's idle workers are woken)."""
+    needed it is committed (and then this process's idle workers are woken). `delay`:
+    seconds before it may run."""
     job = Job(
         id=new_id("job"),
         kind=kind,
@@ -42,6 +44,8 @@ def enqueue(
         image_id=image_id,
         security_group_id=security_group_id,
     )
+    if delay:
+        job.run_after = job.created_at + timedelta(seconds=delay)
     session.add(job)
     session.info[_QUEUED] = session.info.get(_QUEUED, 0) + 1
     return job

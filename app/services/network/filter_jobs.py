@@ -17,6 +17,11 @@ from app.models.job import JobState
 from app.services import jobs
 
 GROUP_FILTERS = "group_filters"
+# A group's job waits this long before it runs, so that the changes of a burst (launches
+# into one group, a few a second) are taken by one job, which covers every change made
+# while it waits. Its members' filters follow a change within this and the job's time; a
+# guest takes seconds to boot, and a changed rule shows "within seconds".
+GROUP_FILTERS_DELAY = 0.25
 
 
 def refresh_groups_naming(
@@ -83,7 +88,9 @@ def _queue(session: Session, group_ids: list[str]) -> None:
     covered = set(session.exec(waiting))
     for group_id in group_ids:
         if group_id not in covered:
-            jobs.enqueue(session, GROUP_FILTERS, None, security_group_id=group_id)
+            jobs.enqueue(
+                session, GROUP_FILTERS, None, security_group_id=group_id, delay=GROUP_FILTERS_DELAY
+            )
 
 
 def refresh_filters(session: Session, instance_ids: Iterable[str]) -> None:
