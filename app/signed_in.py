@@ -1,6 +1,7 @@
 """Whether a request is signed in, asked by the request guards (app/api/request_guards.py)
 before any of its body is read: an API request by its bearer key, a page by its session
-cookie. The routes check again as they always do; this only keeps anonymous bodies out."""
+cookie. This keeps anonymous bodies out; an API route then takes the key's check from here
+(app/api/deps.py) instead of asking the database again, and a page checks its cookie again."""
 
 from __future__ import annotations
 
@@ -16,15 +17,19 @@ from app.errors import Unauthorized
 from app.services.identity import api_keys
 from app.web import session as web_session
 
+CHECKED_CALLER = "vdc_checked_caller"  # request.state: (key, ApiKey, Account) as checked
+
 
 def checker(settings: Settings, engine: sa.Engine) -> SignedIn:
-    def key_refusal(key: str) -> str | None:
+    def key_refusal(scope: Scope, key: str) -> str | None:
         with Session(engine) as session:
             try:
-                api_keys.authenticate(session, key)
+                caller = api_keys.authenticate(session, key)
             except Unauthorized as refusal:
                 return refusal.detail
-            return None
+        # The route's own check (app/api/deps.py) takes this one rather than ask again.
+        scope.setdefault("state", {})[CHECKED_CALLER] = (key, *caller)
+        return None
 
     def cookie_refusal(cookie: str) -> str | None:
         with Session(engine) as session:
@@ -39,7 +44,7 @@ def checker(settings: Settings, engine: sa.Engine) -> SignedIn:
             scheme, _, key = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not key.strip():
                 return "missing API key: send `Authorization: Bearer <key>`"
-            return await run_in_threadpool(key_refusal, key.strip())
+            return await run_in_threadpool(key_refusal, scope, key.strip())
         cookie = request.cookies.get(web_session.COOKIE)
         if not cookie:
             return "not signed in"

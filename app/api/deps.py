@@ -13,6 +13,7 @@ from app.db import get_session
 from app.errors import Forbidden, Unauthorized
 from app.models import Account, ApiKey
 from app.services.identity import api_keys
+from app.signed_in import CHECKED_CALLER
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer vdc_...`")
 
@@ -27,12 +28,18 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 
 def current_caller(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> tuple[ApiKey, Account]:
-    """The API key the request came with, and its account (checked once per request)."""
+    """The API key the request came with, and its account (checked once per request: a
+    request with a body was checked before its body was read, app/signed_in.py)."""
     if credentials is None:
         raise Unauthorized("missing API key: send `Authorization: Bearer <key>`")
+    checked = getattr(request.state, CHECKED_CALLER, None)
+    if checked is not None and checked[0] == credentials.credentials:
+        _, api_key, account = checked
+        return session.merge(api_key, load=False), session.merge(account, load=False)
     return api_keys.authenticate(session, credentials.credentials)
 
 

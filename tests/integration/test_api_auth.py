@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from app.services.identity import api_keys
 from tests.conftest import Keys, bearer
 
 
@@ -27,6 +29,28 @@ class TestAuthentication:
         assert body["id"] == keys.ids["alice"]
         assert body["name"] == "alice"
         assert body["is_admin"] is False
+
+    def test_a_request_with_a_body_is_checked_once_before_its_body_is_read(
+        self, client: TestClient, keys: Keys, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        key = keys.new("alice")
+        checks: list[str] = []
+        original = api_keys.authenticate
+
+        def counted(session, presented):  # type: ignore[no-untyped-def]
+            checks.append(presented)
+            return original(session, presented)
+
+        monkeypatch.setattr(api_keys, "authenticate", counted)
+        made = client.post(
+            "/api/v1/ssh_key_pairs/generate", json={"name": "laptop"}, headers=bearer(key)
+        )
+        assert made.status_code == 201, made.text
+        assert made.json()["account_id"] == keys.ids["alice"]
+        assert checks == [key]  # the guard's check, taken by the route
+        listed = client.get("/api/v1/ssh_key_pairs", headers=bearer(key))
+        assert [p["name"] for p in listed.json()["items"]] == ["laptop"]
+        assert checks == [key, key]  # no body: the route checks it itself
 
     def test_keys_are_stored_only_as_hashes(
         self, client: TestClient, keys: Keys, engine: sa.Engine
