@@ -8,7 +8,8 @@ machine, same run (wrk, loopback only), then two situations a real host meets:
 3. a busy API: 64 connections of metadata while launches keep the API and its job worker
    busy (aim: p99 < 10 ms).
 
-    .venv/bin/python bench/metadata.py [--seconds 5] [--quick]   (installs nginx, wrk)
+    .venv/bin/python bench/metadata.py [--seconds 5] [--quick] [--parts busy,...]
+                                                    (installs nginx, wrk)
 
 The listener is a real `vdc serve` (its metadata process). Two instances are leased
 127.0.0.1 and 127.0.0.2 on a network whose gateway is 127.0.0.1, so a client on loopback
@@ -194,7 +195,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--quick", action="store_true", help="1 s per figure: does it run?")
     parser.add_argument("--port", type=int, default=18881)
+    parser.add_argument(
+        "--parts",
+        default="throughput,busy,fairness",
+        help="which of the three to run (comma-separated; all by default)",
+    )
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     seconds = 1.0 if args.quick else args.seconds
     ensure_tools()
     md_port, nginx_port, api_port = args.port, args.port + 1, args.port + 2
@@ -234,10 +241,13 @@ def main() -> None:
                 "VDC_METADATA_RATE": "0",
             }
             with served(lifted, md_port, root):
-                results += throughput(md_port, nginx_port, seconds)
-                results += busy_api(md_port, f"http://127.0.0.1:{api_port}", key, seconds)
-            with served(env, md_port, root):
-                results += fairness(md_port, seconds)
+                if "throughput" in parts:
+                    results += throughput(md_port, nginx_port, seconds)
+                if "busy" in parts:
+                    results += busy_api(md_port, f"http://127.0.0.1:{api_port}", key, seconds)
+            if "fairness" in parts:
+                with served(env, md_port, root):
+                    results += fairness(md_port, seconds)
         finally:
             nginx.send_signal(signal.SIGTERM)  # only what this benchmark started
             nginx.wait(timeout=30)
