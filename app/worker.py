@@ -26,6 +26,21 @@ POLL_SECONDS = 0.25
 HOST_WAIT = timedelta(hours=1)
 
 
+# Jobs are background work: on a busy host the answers (the API's, the metadata
+# service's to booting guests) go first. Linux gives each thread its own nice value.
+JOB_NICENESS = 5
+
+
+def _yield_to_answers() -> None:
+    try:
+        thread = threading.get_native_id()
+        os.setpriority(
+            os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + JOB_NICENESS
+        )
+    except OSError:  # pragma: no cover - not Linux, or not allowed: the same priority then
+        pass
+
+
 class Worker:
     def __init__(self, settings: Settings, engine: sa.Engine) -> None:
         self.ctx = JobContext(settings=settings, engine=engine)
@@ -55,6 +70,7 @@ class Worker:
         self._threads.append(thread)
 
     def _claim_loop(self) -> None:
+        _yield_to_answers()
         while not self._stop.is_set():
             seen = jobs.WAKEUP.seen()
             try:
