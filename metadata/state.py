@@ -21,13 +21,14 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from app.models import Instance
-from app.models.instance import GONE_STATES
+from app.models.instance import GONE_STATES, InstanceState
 from metadata import facts, tree
 from metadata.resolver import Lease
 
 FULL_EVERY = 300.0  # seconds between rebuilds of everything
 OVERLAP = timedelta(seconds=2)  # looked at again: a change committed just before the mark
 MISS_SECONDS = 1.0
+NOT_BOOTED = (InstanceState.pending, InstanceState.starting)
 
 
 @dataclass
@@ -92,6 +93,11 @@ class MetadataState:
                     seen.add(instance_id)
                     if state in GONE_STATES:
                         self._forget(instance_id)
+                    elif not full and state in NOT_BOOTED:
+                        # No guest asks before its domain runs: it is built once, when
+                        # `running` (or at its first question, by lease()), not at each step
+                        # of its launch.
+                        continue
                     elif full or self._versions.get(instance_id) != updated.isoformat():
                         # A change seen in an earlier look (the overlap shows it again for
                         # two seconds) is not rebuilt again: during launches that was eight

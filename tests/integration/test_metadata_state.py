@@ -78,3 +78,25 @@ def test_a_terminated_instance_is_forgotten_and_its_address_no_longer_answers(
     state.refresh()
     assert state.prebuilt(running["id"]) is None
     assert state.lease(running["ip_address"]) is None
+
+
+def test_a_launch_is_built_when_it_runs_not_at_each_step_and_asked_early_it_answers(
+    cloud: Cloud, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cloud.client.app.state.worker.stop()  # type: ignore[attr-defined] # it stays pending
+    pending = cloud.launch()
+    state = MetadataState(engine, "vdc-1")
+    state.refresh()  # the first look builds everything, pending or not
+    loaded = counting_loads(state, monkeypatch)
+    changed = cloud.client.patch(
+        f"/api/v1/instances/{pending['id']}",
+        json={"http_tokens": "required"},
+        headers=bearer(cloud.admin),
+    )
+    assert changed.status_code == 200, changed.text
+    state.refresh()
+    assert loaded == []  # changed while pending: no guest can ask yet
+    # A guest that asks before the refresh built it is answered from the database.
+    state._forget(pending["id"])
+    lease = state.lease(pending["ip_address"])
+    assert lease is not None and lease.http_tokens == "required"
