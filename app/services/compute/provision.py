@@ -86,7 +86,10 @@ def ensure_running(ctx: JobContext, loaded: Loaded, owner: str) -> None:
     cdrom = ensure_cdrom_medium(ctx, loaded, owner)
     driver.ensure_pool(pools.pool_spec(settings, INSTANCE_POOL))
     disk_path = driver.ensure_volume(INSTANCE_POOL, _root_disk(ctx, loaded, owner))
-    drive = metadata_drive.ensure_drive(ctx, instance.id, driver)
+    # Whether it has a drive is fixed at its launch: most instances have none to look for.
+    drive = (
+        metadata_drive.ensure_drive(ctx, instance.id, driver) if instance.metadata_drive else None
+    )
     data_disks = [
         *([drive] if drive is not None else []),  # vdb, before the volumes (vdc, ...)
         *(
