@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlmodel import col
+from sqlmodel import col, select
 
 from app.models import HostNode, Image, Instance, Network, NetworkInterface
 from app.models.image import ImageKind
@@ -51,11 +51,16 @@ class Loaded:
 
 def load(ctx: JobContext, instance_id: str) -> Loaded | None:
     with ctx.session() as session:
-        instance = session.get(Instance, instance_id)
-        if instance is None:
+        # One query for the three rows (every job starts here).
+        found = session.exec(
+            select(Instance, HostNode, Image)
+            .join(Image, col(Image.id) == Instance.image_id, isouter=True)
+            .join(HostNode, col(HostNode.id) == Instance.host_node_id, isouter=True)
+            .where(Instance.id == instance_id)
+        ).first()
+        if found is None:
             return None
-        host = session.get(HostNode, instance.host_node_id) if instance.host_node_id else None
-        image = session.get(Image, instance.image_id)
+        instance, host, image = found
         if image is None:  # deleted once the instance was terminated: nothing left to do
             return None
         return Loaded(instance, host, image, interfaces_with_networks(session, instance_id))
