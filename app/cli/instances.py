@@ -21,7 +21,7 @@ from app.models import Image, Instance
 from app.models.image import ImageCapture, ImageState
 from app.models.instance import InstanceState
 from app.services import access
-from app.services.compute import instances
+from app.services.compute import instance_table, instances
 from app.services.images import capture
 from app.services.listing import DEFAULT_LIMIT, MAX_LIMIT, PageRequest
 
@@ -41,16 +41,16 @@ def instance_list(
 ) -> None:
     """One page of instances (the oldest first); a note on stderr tells how many more."""
     filters = {"state": state, "host_node_id": host_id, "account_id": account_id}
-    columns = ["id", "account_id", "state", "host_node_id", "ip_address", "mac_address", "hostname"]
     with database(Settings()) as session:
         page = PageRequest(limit=MAX_LIMIT if every else limit, offset=offset, sort=sort)
-        rows, total = instances.list_instances(session, OPERATOR, page, **filters)
-        table = [i.model_dump(include=set(columns)) for i in instances.public(session, rows)]
-        while every and rows and page.offset + len(rows) < total:
-            page = PageRequest(limit=MAX_LIMIT, offset=page.offset + len(rows), sort=sort)
-            rows, total = instances.list_instances(session, OPERATOR, page, **filters)
-            table += [i.model_dump(include=set(columns)) for i in instances.public(session, rows)]
-    print_table(table, columns)
+        table, total = instance_table.table_page(session, OPERATOR, page, **filters)
+        rows = len(table)
+        while every and rows and page.offset + rows < total:
+            page = PageRequest(limit=MAX_LIMIT, offset=page.offset + rows, sort=sort)
+            more, total = instance_table.table_page(session, OPERATOR, page, **filters)
+            table += more
+            rows = len(more)
+    print_table(table, list(instance_table.COLUMNS))
     shown_to = offset + len(table)
     if not every and shown_to < total:
         typer.echo(
