@@ -7,6 +7,10 @@ vdc-manage instance image i-xxxxxxxx --display-name "debian 12" [--prepare] --wa
 
 Like the API, eject and image record what is wanted and queue a job; the running server's
 worker does the host side.
+
+`instance list` is the command an operator runs most, each time a new process: its module
+imports only what the table needs, and the other commands import the instance and image
+services (with the hypervisor layer and libvirt behind them, ~50 ms) when they run.
 """
 
 from __future__ import annotations
@@ -21,8 +25,7 @@ from app.models import Image, Instance
 from app.models.image import ImageCapture, ImageState
 from app.models.instance import InstanceState
 from app.services import access
-from app.services.compute import instances
-from app.services.images import capture
+from app.services.compute import instance_table
 from app.services.listing import DEFAULT_LIMIT, MAX_LIMIT, PageRequest
 
 instance_cli = typer.Typer(help="Instances (operator's view).", no_args_is_help=True)
@@ -37,20 +40,21 @@ def instance_list(
     limit: int = typer.Option(DEFAULT_LIMIT, "--limit", min=1, max=MAX_LIMIT, help="Rows shown"),
     offset: int = typer.Option(0, "--offset", min=0, help="Rows skipped"),
     sort: str = typer.Option("created_at", "--sort", help="A field; -field for descending"),
-    every: bool = typer.Option(False, "--all", help="Every instance, page after page"),
+    every: bool = typer.Option(False, "--all", help="Every instance"),
 ) -> None:
     """One page of instances (the oldest first); a note on stderr tells how many more."""
     filters = {"state": state, "host_node_id": host_id, "account_id": account_id}
-    columns = ["id", "account_id", "state", "host_node_id", "ip_address", "mac_address", "hostname"]
     with database(Settings()) as session:
         page = PageRequest(limit=MAX_LIMIT if every else limit, offset=offset, sort=sort)
-        rows, total = instances.list_instances(session, OPERATOR, page, **filters)
-        table = [i.model_dump(include=set(columns)) for i in instances.public(session, rows)]
-        while every and rows and page.offset + len(rows) < total:
-            page = PageRequest(limit=MAX_LIMIT, offset=page.offset + len(rows), sort=sort)
-            rows, total = instances.list_instances(session, OPERATOR, page, **filters)
-            table += [i.model_dump(include=set(columns)) for i in instances.public(session, rows)]
-    print_table(table, columns)
+        table, total = instance_table.table_page(session, OPERATOR, page, **filters)
+        # --all: the rest in one read, now that the total is known. Each page sorts every
+        # matching row to skip to its offset: 10,000 rows in pages of 1,000 were ten sorts.
+        more = table
+        while every and more and offset + len(table) < total:
+            page = PageRequest(limit=total, offset=offset + len(table), sort=sort)
+            more, total = instance_table.table_page(session, OPERATOR, page, **filters)
+            table += more
+    print_table(table, list(instance_table.COLUMNS))
     shown_to = offset + len(table)
     if not every and shown_to < total:
         typer.echo(
@@ -63,6 +67,8 @@ def instance_list(
 @instance_cli.command("show")
 @reports_errors
 def instance_show(instance_id: str) -> None:
+    from app.services.compute import instances  # see the module's docstring
+
     with database(Settings()) as session:
         shown = instances.public(session, [access.get(session, OPERATOR, Instance, instance_id)])[0]
     print_record(shown.model_dump(mode="json", exclude={"interfaces"}))
@@ -77,6 +83,8 @@ def instance_force_state(
 ) -> None:
     """Records a state without touching the host, and cancels the instance's queued jobs:
     for when the database and reality disagree."""
+    from app.services.compute import instances  # see the module's docstring
+
     with database(Settings()) as session:
         instances.force_state(session, instance_id, state, reason)
     typer.echo(f"{instance_id} is now {state}")
@@ -87,6 +95,8 @@ def instance_force_state(
 def instance_eject(instance_id: str) -> None:
     """Takes the installer CD out of an instance launched from an ISO (live if it runs):
     its next start boots the disk."""
+    from app.services.compute import instances  # see the module's docstring
+
     with database(Settings()) as session:
         instances.eject(session, OPERATOR, instance_id)
     typer.echo(f"{instance_id}: CD ejected")
@@ -110,6 +120,8 @@ def instance_image(
     body = ImageCapture(
         display_name=display_name, description=description, is_public=is_public, prepare=prepare
     )
+    from app.services.images import capture  # see the module's docstring
+
     settings = Settings()
     with database(settings) as session:
         image = capture.request_capture(session, settings, OPERATOR, instance_id, body)

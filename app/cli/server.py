@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 import uvicorn
 
-from app import data_dir
+from app import data_dir, heap
 from app.cli.common import require_migrated, run_cli
 from app.config import Settings, split_bind
 from app.db import engine_for, session_scope
@@ -68,6 +68,9 @@ def serve(
     metadata = MetadataProcess(settings)
     metadata.start()
     typer.echo(f"EC2 metadata service on {settings.metadata_bind} (its own process)")
+    # Last: everything the server keeps (the app, its routes, the ORM's mappers) exists now,
+    # and the collector need not scan it again at every full collection (app/heap.py).
+    heap.freeze_start_up()
     try:
         run_listeners(configs)
     finally:

@@ -37,13 +37,26 @@ def fetch_page(
 ) -> tuple[list[M], int]:
     """Applies equality filters and the sort (`field` or `-field`), then one page; `options`
     shape how the page's rows load (e.g. a large column deferred)."""
+    paged, counting = page_select(model, statement, page, sortable, filters)
+    total = session.scalar(counting) or 0
+    return list(session.exec(paged.options(*options))), int(total)
+
+
+def page_select(
+    model: type[M],
+    statement: SelectOfScalar[M],
+    page: PageRequest,
+    sortable: Iterable[str],
+    filters: Mapping[str, Any] | None = None,
+) -> tuple[SelectOfScalar[M], sa.Select[int]]:
+    """fetch_page's selects, to run as they are or of other columns: (the page, how many
+    rows there are in all)."""
     for field, value in (filters or {}).items():
         if value is not None:
             statement = statement.where(getattr(model, field) == value)
     # COUNT(*) over the same FROM and WHERE, not over a subquery of whole rows: the
     # databases count from an index then, without reading the rows.
     counting = statement.with_only_columns(sa.func.count(), maintain_column_froms=True)
-    total = session.scalar(counting.order_by(None)) or 0
     field, descending = page.sort.removeprefix("-"), page.sort.startswith("-")
     allowed = set(sortable)
     if field not in allowed:
@@ -51,7 +64,5 @@ def fetch_page(
     column = getattr(model, field)
     primary_key = getattr(model, "id")  # noqa: B009 - every vdc table has an id
     order = [column.desc(), primary_key.desc()] if descending else [column.asc(), primary_key]
-    rows = session.exec(
-        statement.options(*options).order_by(*order).offset(page.offset).limit(page.limit)
-    )
-    return list(rows), int(total)
+    paged = statement.order_by(*order).offset(page.offset).limit(page.limit)
+    return paged, counting.order_by(None)

@@ -151,3 +151,30 @@ def test_vdc_manage_instance_list_prints_a_page_and_says_so(
     assert [i for i in reversed(launched) if i in every.stdout] == launched[::-1]
     assert every.stdout.index(launched[2]) < every.stdout.index(launched[0])
     assert every.stderr == ""
+
+
+def test_the_operators_table_shows_what_the_api_shows(cloud: Cloud, engine: sa.Engine) -> None:
+    """vdc-manage's table reads plain rows (app/services/compute/instance_table.py): the
+    same page, order and total as the API, the same values, an instance without a NIC too."""
+    from sqlmodel import Session
+
+    from app.cli.common import OPERATOR
+    from app.services.compute import instance_table
+    from app.services.listing import PageRequest
+
+    launched = [cloud.launch()["id"] for _ in range(4)]
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("DELETE FROM network_interfaces WHERE instance_id = :id"), {"id": launched[1]}
+        )
+    shown = cloud.client.get(
+        "/api/v1/instances?sort=-created_at&limit=3&offset=1", headers=bearer(cloud.admin)
+    ).json()
+    with Session(engine) as session:
+        page = PageRequest(limit=3, offset=1, sort="-created_at")
+        table, total = instance_table.table_page(session, OPERATOR, page)
+    columns = instance_table.COLUMNS
+    assert table == [{c: item[c] for c in columns} for item in shown["items"]]
+    assert total == shown["total"] == 4
+    assert [row["id"] for row in table] == launched[2::-1]
+    assert table[1]["ip_address"] is None and table[0]["ip_address"] is not None

@@ -40,6 +40,7 @@ from app.models.instance import (
 from app.models.job import JobState
 from app.models.volume import GIB
 from app.services import access, host_uris, jobs, quotas
+from app.services.compute.instance_table import SORTABLE
 from app.services.hypervisors import driver_for
 from app.services.listing import PageRequest
 from app.services.network import filter_jobs, networks, security_groups
@@ -49,7 +50,6 @@ from app.services.state_changes import compare_and_set
 from app.services.storage import pools, volumes
 from hypervisor.errors import HypervisorError
 
-SORTABLE = ("created_at", "updated_at", "display_name", "hostname", "state", "id")
 CONSOLE_TAIL = 64 * 1024
 # action -> (states it may start from, the state it puts the instance in, the job it queues)
 ACTIONS: dict[str, tuple[tuple[InstanceState, ...], InstanceState, str]] = {

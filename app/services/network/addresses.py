@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import secrets
 
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -87,4 +88,23 @@ def interfaces_of(session: Session, instance_ids: list[str]) -> dict[str, list[N
     )
     for interface in rows:
         found[interface.instance_id].append(interface)
+    return found
+
+
+def first_addresses(
+    session: Session, instance_ids: list[str] | sa.Select[str]
+) -> dict[str, tuple[str, str]]:
+    """instance id -> (IP, MAC) of its first NIC in device order (no NIC: not in the dict),
+    as plain rows: for tables of thousands of instances (vdc-manage), where interfaces_of's
+    ORM objects cost more than the query. The instances: ids, or a select of them."""
+    found: dict[str, tuple[str, str]] = {}
+    rows = session.execute(
+        select(
+            NetworkInterface.instance_id, NetworkInterface.ip_address, NetworkInterface.mac_address
+        )
+        .where(col(NetworkInterface.instance_id).in_(instance_ids))
+        .order_by(col(NetworkInterface.device_index))
+    )
+    for instance_id, ip_address, mac_address in rows:
+        found.setdefault(instance_id, (ip_address, mac_address))
     return found
