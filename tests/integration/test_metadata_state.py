@@ -39,7 +39,9 @@ def test_a_change_is_rebuilt_once_and_the_next_change_shows(
     running = cloud.wait_for(cloud.launch(hostname="first")["id"], "running")
     state = MetadataState(engine, "vdc-1")
     loaded = counting_loads(state, monkeypatch)
-    state.refresh()  # the first look reads everything
+    state.refresh()  # the first look builds nothing: an instance is built when asked
+    assert loaded == []
+    assert state.lease(running["ip_address"]) is not None
     assert loaded == [running["id"]]
     hostname = "meta-data/hostname"  # below the version, as the service asks
     prebuilt = state.prebuilt(running["id"])
@@ -50,6 +52,10 @@ def test_a_change_is_rebuilt_once_and_the_next_change_shows(
     state.refresh()
     state.refresh()
     assert loaded == [running["id"]]
+    # The full look (every FULL_EVERY) builds again what was built, and only that.
+    state._last_full = 0.0
+    state.refresh()
+    assert loaded == [running["id"]] * 2
 
     changed = cloud.client.patch(
         f"/api/v1/instances/{running['id']}",
@@ -58,11 +64,11 @@ def test_a_change_is_rebuilt_once_and_the_next_change_shows(
     )
     assert changed.status_code == 200, changed.text
     state.refresh()
-    assert loaded == [running["id"], running["id"]]
+    assert loaded == [running["id"]] * 3
     lease = state.lease(running["ip_address"])
     assert lease is not None and lease.http_tokens == "required"
     state.refresh()
-    assert len(loaded) == 2
+    assert len(loaded) == 3
 
 
 def test_a_terminated_instance_is_forgotten_and_its_address_no_longer_answers(
@@ -72,6 +78,7 @@ def test_a_terminated_instance_is_forgotten_and_its_address_no_longer_answers(
     state = MetadataState(engine, "vdc-1")
     state.refresh()
     assert state.lease(running["ip_address"]) is not None
+    assert state.prebuilt(running["id"]) is not None
     gone = cloud.client.delete(f"/api/v1/instances/{running['id']}", headers=bearer(cloud.admin))
     assert gone.status_code in (200, 202), gone.text
     cloud.wait_for(running["id"], "terminated")
@@ -86,7 +93,8 @@ def test_a_launch_is_built_when_it_runs_not_at_each_step_and_asked_early_it_answ
     cloud.client.app.state.worker.stop()  # type: ignore[attr-defined] # it stays pending
     pending = cloud.launch()
     state = MetadataState(engine, "vdc-1")
-    state.refresh()  # the first look builds everything, pending or not
+    state.refresh()
+    assert state.lease(pending["ip_address"]) is not None  # built at its first question
     loaded = counting_loads(state, monkeypatch)
     changed = cloud.client.patch(
         f"/api/v1/instances/{pending['id']}",
