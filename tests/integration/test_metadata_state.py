@@ -33,6 +33,16 @@ def counting_loads(state: MetadataState, monkeypatch: pytest.MonkeyPatch) -> lis
     return loaded
 
 
+def require_tokens(cloud: Cloud, instance_id: str) -> None:
+    """A change to the instance (its metadata then wants IMDSv2 tokens)."""
+    changed = cloud.client.patch(
+        f"/api/v1/instances/{instance_id}",
+        json={"http_tokens": "required"},
+        headers=bearer(cloud.admin),
+    )
+    assert changed.status_code == 200, changed.text
+
+
 def test_a_change_is_rebuilt_once_and_the_next_change_shows(
     cloud: Cloud, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -57,12 +67,7 @@ def test_a_change_is_rebuilt_once_and_the_next_change_shows(
     state.refresh()
     assert loaded == [running["id"]] * 2
 
-    changed = cloud.client.patch(
-        f"/api/v1/instances/{running['id']}",
-        json={"http_tokens": "required"},
-        headers=bearer(cloud.admin),
-    )
-    assert changed.status_code == 200, changed.text
+    require_tokens(cloud, running["id"])
     state.refresh()
     assert loaded == [running["id"]] * 3
     lease = state.lease(running["ip_address"])
@@ -96,12 +101,7 @@ def test_a_launch_is_built_when_it_runs_not_at_each_step_and_asked_early_it_answ
     state.refresh()
     assert state.lease(pending["ip_address"]) is not None  # built at its first question
     loaded = counting_loads(state, monkeypatch)
-    changed = cloud.client.patch(
-        f"/api/v1/instances/{pending['id']}",
-        json={"http_tokens": "required"},
-        headers=bearer(cloud.admin),
-    )
-    assert changed.status_code == 200, changed.text
+    require_tokens(cloud, pending["id"])
     state.refresh()
     assert loaded == []  # changed while pending: no guest can ask yet
     # A guest that asks before the refresh built it is answered from the database.

@@ -14,7 +14,6 @@ network's services itself, as a one-host data center does.
 
 from __future__ import annotations
 
-import threading
 from urllib.parse import urlsplit
 
 from sqlmodel import Session, col, select
@@ -25,6 +24,7 @@ from app.models import HostNode, Instance, Network, NetworkInterface
 from app.models.instance import InstanceState
 from app.services.hypervisors import driver_for, shell_for
 from app.services.jobs_context import JobContext
+from app.services.network.host_locks import HostLocks
 from app.services.network.networks import MTU, libvirt_name, spec_for
 from hypervisor.segments import SegmentSteps
 from hypervisor.specs import DhcpHost, InterfaceSpec, SegmentSpec
@@ -150,13 +150,7 @@ def _settle(
         steps.remove(_segment(network, host, (), own=host.id != node.id))
 
 
-_LOCKS: dict[str, threading.Lock] = {}
-_LOCKS_LOCK = threading.Lock()
-
-
-def _host_lock(host_id: str) -> threading.Lock:
-    with _LOCKS_LOCK:
-        return _LOCKS.setdefault(host_id, threading.Lock())
+_host_lock = HostLocks()  # a host's segments: one membership change at a time
 
 
 def _segment(network: Network, host: HostNode, peers: tuple[str, ...], own: bool) -> SegmentSpec:

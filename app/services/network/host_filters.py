@@ -11,7 +11,6 @@ gone. (One vdc process, as the segments' lock in fabric.py.)"""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 
 from sqlmodel import col, select
@@ -22,17 +21,12 @@ from app.models.instance import GONE_STATES
 from app.services.hypervisors import driver_for
 from app.services.jobs_context import JobContext
 from app.services.network import nwfilters
+from app.services.network.host_locks import HostLocks
 from hypervisor.driver import HostDriver
 from hypervisor.errors import HostUnreachable
 
 CHUNK = 500  # members read and defined at a time (bound parameters per query)
-_LOCKS: dict[str, threading.Lock] = {}
-_LOCKS_LOCK = threading.Lock()
-
-
-def _lock(host_id: str) -> threading.Lock:
-    with _LOCKS_LOCK:
-        return _LOCKS.setdefault(host_id, threading.Lock())
+_lock = HostLocks()  # a host's filters: a reading and its writes at a time
 
 
 def ensure_for_instance(
