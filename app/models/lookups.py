@@ -14,10 +14,20 @@ def interfaces_with_networks(
     session: Session, instance_id: str
 ) -> list[tuple[NetworkInterface, Network]]:
     """An instance's NICs in device order, each with its network."""
+    return interfaces_with_networks_of(session, [instance_id])[instance_id]
+
+
+def interfaces_with_networks_of(
+    session: Session, instance_ids: list[str]
+) -> dict[str, list[tuple[NetworkInterface, Network]]]:
+    """instance id -> its NICs in device order, each with its network, in one query."""
+    found: dict[str, list[tuple[NetworkInterface, Network]]] = {i: [] for i in instance_ids}
     rows = session.exec(
         select(NetworkInterface, Network)
         .join(Network, col(Network.id) == NetworkInterface.network_id)
-        .where(NetworkInterface.instance_id == instance_id)
+        .where(col(NetworkInterface.instance_id).in_(instance_ids))
         .order_by(col(NetworkInterface.device_index))
-    ).all()
-    return [(nic, network) for nic, network in rows]
+    )
+    for nic, network in rows:
+        found[nic.instance_id].append((nic, network))
+    return found

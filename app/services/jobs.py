@@ -44,10 +44,11 @@ def enqueue(
         image_id=image_id,
         security_group_id=security_group_id,
     )
-    if delay:
-        job.run_after = job.created_at + timedelta(seconds=delay)
     session.add(job)
-    session.info[_QUEUED] = session.info.get(_QUEUED, 0) + 1
+    if delay:  # not runnable at the commit: the workers' poll finds it once it is
+        job.run_after = job.created_at + timedelta(seconds=delay)
+    else:
+        session.info[_QUEUED] = session.info.get(_QUEUED, 0) + 1
     return job
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from app.models import Instance, InstanceSecurityGroup, Job, SecurityGroup, SecurityGroupRule
 from app.models.instance import GONE_STATES
@@ -56,16 +57,21 @@ def refresh_group_filters(session: Session, group_ids: Iterable[str]) -> None:
     _queue(session, sorted(session.exec(with_members)))
 
 
+def live_members(group_id: Any) -> SelectOfScalar[str]:
+    """Ids of the group's live members (those whose filters follow its changes); the group:
+    an id, or a column to correlate with."""
+    return (
+        select(Instance.id)
+        .join(InstanceSecurityGroup, col(InstanceSecurityGroup.instance_id) == Instance.id)
+        .where(InstanceSecurityGroup.group_id == group_id)
+        .where(col(Instance.state).not_in(GONE_STATES))
+    )
+
+
 def _has_live_member(group_id: Any, besides: str | None) -> sa.Exists:  # a group id column
     """The group has a live member on a host (other than `besides`: a launching instance
     gets its own filters from its launch job)."""
-    member = (
-        select(InstanceSecurityGroup.instance_id)
-        .join(Instance, col(Instance.id) == InstanceSecurityGroup.instance_id)
-        .where(InstanceSecurityGroup.group_id == group_id)
-        .where(col(Instance.state).not_in(GONE_STATES))
-        .where(col(Instance.host_node_id).is_not(None))
-    )
+    member = live_members(group_id).where(col(Instance.host_node_id).is_not(None))
     if besides is not None:
         member = member.where(col(Instance.id) != besides)
     return member.exists()

@@ -14,13 +14,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sqlmodel import col, select
-from sqlmodel.sql.expression import SelectOfScalar
 
-from app.models import HostNode, Instance, InstanceSecurityGroup, Job, NetworkInterface
-from app.models.instance import GONE_STATES
+from app.models import HostNode, Instance, Job, NetworkInterface
 from app.services.hypervisors import driver_for
 from app.services.jobs_context import JobContext
 from app.services.network import nwfilters
+from app.services.network.filter_jobs import live_members
 from app.services.network.host_locks import HostLocks
 from hypervisor.driver import HostDriver
 from hypervisor.errors import HostUnreachable
@@ -58,12 +57,7 @@ def run_group_job(ctx: JobContext, job: Job) -> None:
     if group_id is None:
         raise ValueError(f"job {job.id}: a group_filters job without a security group")
     with ctx.session() as session:
-        member_hosts = (
-            select(Instance.host_node_id)
-            .join(InstanceSecurityGroup, col(InstanceSecurityGroup.instance_id) == Instance.id)
-            .where(InstanceSecurityGroup.group_id == group_id)
-            .where(col(Instance.state).not_in(GONE_STATES))
-        )
+        member_hosts = live_members(group_id).with_only_columns(col(Instance.host_node_id))
         hosts = list(session.exec(select(HostNode).where(col(HostNode.id).in_(member_hosts))))
     unreachable: HostUnreachable | None = None
     for host in sorted(hosts, key=lambda h: h.id):
@@ -80,22 +74,11 @@ def run_group_job(ctx: JobContext, job: Job) -> None:
 def _rebuild_on(ctx: JobContext, host_id: str, driver: HostDriver, group_id: str) -> None:
     with _lock(host_id):  # the members read under the lock: none terminated meanwhile
         with ctx.session() as session:
-            members = list(
-                session.exec(_live_members(group_id).where(Instance.host_node_id == host_id))
-            )
+            on_host = live_members(group_id).where(Instance.host_node_id == host_id)
+            members = list(session.exec(on_host.order_by(col(Instance.id))))
         for start in range(0, len(members), CHUNK):
             with ctx.session() as session:
                 found = nwfilters.specs_of(session, members[start : start + CHUNK])
             for specs in found.values():
                 for _, spec in specs:
                     driver.ensure_filter(spec)
-
-
-def _live_members(group_id: str) -> SelectOfScalar[str]:
-    return (
-        select(Instance.id)
-        .join(InstanceSecurityGroup, col(InstanceSecurityGroup.instance_id) == Instance.id)
-        .where(InstanceSecurityGroup.group_id == group_id)
-        .where(col(Instance.state).not_in(GONE_STATES))
-        .order_by(col(Instance.id))
-    )

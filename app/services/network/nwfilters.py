@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
-from app.models import Instance, InstanceSecurityGroup, Network, NetworkInterface
+from app.models import Instance, InstanceSecurityGroup, NetworkInterface
 from app.models.instance import GONE_STATES
+from app.models.lookups import interfaces_with_networks_of
 from app.services.network import security_groups
 from app.services.network.rule_text import Rule
 from hypervisor.specs import FilterRuleSpec, FilterSpec
@@ -28,7 +29,7 @@ def specs_of(session: Session, instance_ids: list[str]) -> dict[str, Specs]:
     list the same addresses)."""
     groups = security_groups.group_ids_of(session, instance_ids)
     rules = _Rules(session)
-    nics = _interfaces(session, instance_ids)
+    nics = interfaces_with_networks_of(session, instance_ids)
     return {
         instance_id: [
             (
@@ -90,19 +91,3 @@ def member_addresses(session: Session, group_id: str) -> list[str]:
         .order_by(col(NetworkInterface.ip_address))
     )
     return list(dict.fromkeys(rows))
-
-
-def _interfaces(
-    session: Session, instance_ids: list[str]
-) -> dict[str, list[tuple[NetworkInterface, Network]]]:
-    """instance id -> its NICs in device order, each with its network."""
-    found: dict[str, list[tuple[NetworkInterface, Network]]] = {i: [] for i in instance_ids}
-    rows = session.exec(
-        select(NetworkInterface, Network)
-        .join(Network, col(Network.id) == NetworkInterface.network_id)
-        .where(col(NetworkInterface.instance_id).in_(instance_ids))
-        .order_by(col(NetworkInterface.device_index))
-    )
-    for nic, network in rows:
-        found[nic.instance_id].append((nic, network))
-    return found
