@@ -182,6 +182,16 @@ class Settings(BaseSettings):
         return self.data_dir / "run" / "metadata-metrics.json"
 
     @property
+    def job_doorbell(self) -> Path:
+        """The socket `vdc serve`'s job process is woken through (app/job_doorbell.py)."""
+        return self.data_dir / "run" / "jobs.sock"
+
+    @property
+    def job_metrics_file(self) -> Path:
+        """The job process's launch durations, for GET /metrics (app/job_process.py)."""
+        return self.data_dir / "run" / "job-metrics.prom"
+
+    @property
     def allowed_import_dirs(self) -> list[Path]:
         if not self.import_dirs.strip():
             return [self.data_dir / "import"]

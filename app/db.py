@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,6 +14,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, create_engine
 from starlette.requests import Request
 
+from app import job_doorbell
 from app.config import Settings
 
 
@@ -46,42 +50,81 @@ class WriterQueue:
     """SQLite lets one transaction write at a time. A writer that finds the database locked
     sleeps in SQLite's busy handler (1, 2, 5, 10 ... 100 ms between tries) and the database
     stands idle meanwhile; with the API and four job workers writing, much of a launch was
-    spent so. Here the writers of this process queue on a lock instead: a transaction takes
-    it before its first write and gives it back when it commits or rolls back, so the next
-    writer goes at once. Readers never wait (WAL). Other processes (vdc-manage) still meet
-    the busy handler, as before, and a thread that already writes through another connection
-    goes straight to SQLite (which decides, as before), never waiting for itself."""
+    spent so. Here the writers queue instead: a transaction takes the queue before its first
+    write and gives it back when it commits or rolls back, so the next writer goes at once.
+    Readers never wait (WAL).
+
+    The queue is one per database file in each process (its engines share it), and the
+    processes meet on an exclusive flock of `<database>.writers` beside the file: `vdc
+    serve`'s API and its job process write to one database, and vdc-manage too. The kernel
+    hands a released flock to its next waiter at once, and drops it with a process that
+    dies. A thread that already writes through another connection goes straight to SQLite
+    (which decides, as before), never waiting for itself."""
 
     def __init__(self, engine: sa.Engine, timeout: float = 30.0) -> None:
+        database = engine.url.database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return  # nothing another process could share
+        key = os.path.realpath(database)
+        with _QUEUES_MADE:
+            queue = _QUEUES.get(key)
+            if queue is None:
+                queue = _QUEUES[key] = _FileQueue(key + ".writers", timeout)
+        sa.event.listen(engine, "before_cursor_execute", queue.before_execute)
+        dialect = engine.dialect
+        for name in ("do_commit", "do_rollback", "do_close"):
+            setattr(dialect, name, queue.releasing(getattr(dialect, name)))
+
+
+_QUEUES: dict[str, _FileQueue] = {}  # database file -> its queue in this process
+_QUEUES_MADE = threading.Lock()
+
+
+class _FileQueue:
+    def __init__(self, lock_path: str, timeout: float) -> None:
         self._lock = threading.Lock()
         self._holder: Any = None  # the DBAPI connection that holds it
         self._thread: int | None = None
         self._timeout = timeout
-        sa.event.listen(engine, "before_cursor_execute", self._before_execute)
-        dialect = engine.dialect
-        for name in ("do_commit", "do_rollback", "do_close"):
-            setattr(dialect, name, self._releasing(getattr(dialect, name)))
+        self._lock_path = lock_path
+        self._file: int | None = None  # opened at the first write: a reader never needs it
 
-    def _before_execute(self, conn: sa.Connection, *args: Any) -> None:
+    def before_execute(self, conn: sa.Connection, *args: Any) -> None:
         words = args[1].split(None, 1)  # the statement
         if not words or words[0].upper() not in _WRITES:
             return
         dbapi_connection = _raw(conn.connection)
         if self._holder is dbapi_connection or self._thread == threading.get_ident():
             return
-        if self._lock.acquire(timeout=self._timeout):  # else SQLite's busy handler decides
-            self._holder, self._thread = dbapi_connection, threading.get_ident()
+        if not self._lock.acquire(timeout=self._timeout):
+            return  # SQLite's busy handler decides
+        # No timeout here: the holder is a transaction of a vdc process, and the kernel
+        # drops its flock if that process dies. A read-only folder (no lock file): SQLite's
+        # busy handler decides between processes, as before.
+        with contextlib.suppress(OSError):
+            self._flock(fcntl.LOCK_EX)
+        self._holder, self._thread = dbapi_connection, threading.get_ident()
 
-    def _releasing(self, original: Callable[[Any], None]) -> Callable[[Any], None]:
+    def releasing(self, original: Callable[[Any], None]) -> Callable[[Any], None]:
         def call(connection: Any) -> None:
             try:
                 original(connection)
             finally:
                 if self._holder is not None and self._holder is _raw(connection):
                     self._holder = self._thread = None
-                    self._lock.release()
+                    try:
+                        self._flock(fcntl.LOCK_UN)
+                    finally:
+                        self._lock.release()
 
         return call
+
+    def _flock(self, operation: int) -> None:
+        if self._file is None:
+            if operation == fcntl.LOCK_UN:
+                return
+            self._file = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self._file, operation)  # waits with the GIL released
 
 
 def _raw(connection: Any) -> Any:
@@ -90,9 +133,13 @@ def _raw(connection: Any) -> Any:
 
 
 def engine_for(settings: Settings) -> sa.Engine:
+    """The engine of this data dir's database; a commit through it that queues a job rings
+    the job process's doorbell (app/job_doorbell.py)."""
     if settings.effective_database_url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return make_engine(settings.effective_database_url)
+    engine = make_engine(settings.effective_database_url)
+    job_doorbell.register(engine, settings.job_doorbell)
+    return engine
 
 
 @contextmanager

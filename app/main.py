@@ -32,17 +32,21 @@ Authenticate every call with an API key: `Authorization: Bearer vdc_...`
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, jobs_in_process: bool = True) -> FastAPI:
+    """`jobs_in_process`: the job workers run with the app (the tests); `vdc serve` runs
+    them in a process of their own instead (app/job_process.py)."""
     settings = settings or Settings()
     engine = engine_for(settings)
 
-    worker = Worker(settings, engine)
+    worker = Worker(settings, engine) if jobs_in_process else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        worker.start()
+        if worker is not None:
+            worker.start()
         yield
-        worker.stop()
+        if worker is not None:
+            worker.stop()
         engine.dispose()
 
     app = FastAPI(
@@ -56,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.worker = worker
+    app.state.jobs_in_process = jobs_in_process
     app.state.console_slots = Slots(settings.console_max_connections)
     install_error_handlers(app)
     app.include_router(health.router)

@@ -4,6 +4,9 @@ Measured as things happen, in the API process of `vdc serve`:
 - `vdc_http_requests_total` and `vdc_http_request_duration_seconds`: the API listener's
   requests (API, web UI, docs) by method and route template (`/api/v1/instances/{instance_id}`,
   never the raw path, so the series stay few), and status;
+Measured by the job workers (in `vdc serve`'s job process, published as a text file
+every second, job_metrics_text; in the API's process where the workers run there, as in
+the tests):
 - `vdc_instance_launch_duration_seconds`: a launch accepted (the row's created_at) to the
   instance running (its launched_at), observed by the job that gets it there.
 Counted by the metadata process (metadata/stats.py) and read from the snapshot it
@@ -65,11 +68,12 @@ HTTP_SECONDS = Histogram(
 )
 # The metadata process's latency buckets (upper bounds, seconds; +Inf follows).
 METADATA_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+JOB_REGISTRY = CollectorRegistry()  # what the job workers measure
 LAUNCH_SECONDS = Histogram(
     "vdc_instance_launch_duration_seconds",
     "From a launch accepted by the API to its instance running",
     buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800),
-    registry=REGISTRY,
+    registry=JOB_REGISTRY,
 )
 UNMATCHED = "unmatched"  # the route label of a request no route took (404s, refusals)
 METADATA_KINDS = ("meta-data", "user-data", "dynamic", "token", "versions")
@@ -159,11 +163,34 @@ class Reading:
     values: Mapping[tuple[str, ...], float]
 
 
-def render(readings: Iterable[Reading], metadata_snapshot: Path | None = None) -> bytes:
+def render(
+    readings: Iterable[Reading],
+    metadata_snapshot: Path | None = None,
+    job_metrics: Path | None = None,
+) -> bytes:
     """The text exposition: this process's metrics, the metadata process's (from the
-    snapshot it publishes, metadata/stats.py), then the readings of this scrape."""
+    snapshot it publishes, metadata/stats.py), then the readings of this scrape; then the
+    job workers', from the file the job process publishes (`job_metrics`) or, without one,
+    this process's own workers."""
     extra = [*metadata_families(metadata_snapshot), *(_family(r) for r in readings)]
-    return generate_latest(_Both(REGISTRY, extra))
+    jobs = generate_latest(JOB_REGISTRY) if job_metrics is None else _read_job_metrics(job_metrics)
+    return generate_latest(_Both(REGISTRY, extra)) + jobs
+
+
+def job_metrics_text() -> bytes:
+    """What the job process publishes: its registry in the text format, which the API's
+    scrape appends to its own (the families differ, so the two texts make one exposition)."""
+    return generate_latest(JOB_REGISTRY)
+
+
+def _read_job_metrics(path: Path) -> bytes:
+    """The job process's text; nothing while it has not written one (starting) or when the
+    file is not one it wrote, never an error."""
+    try:
+        text = path.read_bytes()
+    except OSError:
+        return b""
+    return text if text.startswith(b"# HELP vdc_") and text.endswith(b"\n") else b""
 
 
 def metadata_families(snapshot: Path | None) -> tuple[Metric, Metric]:

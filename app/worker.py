@@ -1,5 +1,6 @@
-"""The job worker inside the server process: threads that claim jobs, one that keeps their
-leases alive, one that runs the periodic sync."""
+"""The job worker: threads that claim jobs, one that keeps their leases alive, one that runs
+the periodic sync. `vdc serve` runs it in its job process (app/job_process.py), the tests
+inside the app (app/main.py)."""
 
 from __future__ import annotations
 

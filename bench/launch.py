@@ -13,9 +13,10 @@ gathers them). It runs on SQLite, then PostgreSQL (`--database` picks one): a fr
 database of the test PostgreSQL (VDC_TEST_POSTGRES_URL, else what
 scripts/start-test-postgres.sh starts), dropped afterwards. `--quick` is 40 launches, a
 few seconds: CI runs it (tests/integration/test_bench_launch.py) so a benchmark that
-breaks fails the build. `--profile FILE` samples the server with py-spy while it launches
-(collapsed stacks, FILE-sqlite.txt and FILE-postgresql.txt when both run: summarize them
-with scripts/pyspy_summary.py); with --gil only the thread holding the GIL, i.e. the CPU.
+breaks fails the build. `--profile FILE` samples the server and its child processes (the
+job process, the metadata process) with py-spy while it launches (collapsed stacks,
+FILE-sqlite.txt and FILE-postgresql.txt when both run: summarize them with
+scripts/pyspy_summary.py); with --gil only the thread holding the GIL, i.e. the CPU.
 
 Exits non-zero when a launch was refused or ended in `error`: the figures of a broken
 run mean nothing. A MISS is not a failure of the run.
@@ -147,6 +148,7 @@ def profiling(pid: int, output: Path | None, gil: bool) -> Iterator[None]:
         yield
         return
     command = [str(BIN / "py-spy"), "record", "--pid", str(pid), "--format", "raw"]
+    command += ["--subprocesses"]  # the job process too (and the metadata process)
     command += ["--gil"] if gil else []
     spy = subprocess.Popen(
         [*command, "--rate", "250", "--output", str(output), "--nonblocking"],
@@ -212,10 +214,16 @@ def jobs_by_kind(engine: sa.Engine) -> str:
     return ", ".join(f"{kind} {n}" for kind, n in counted)
 
 
-def children_cpu_seconds(pid: int) -> float:
-    """CPU time so far of the process's children (the metadata process)."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return sum(cpu_seconds(int(child)) for child in children)
+def children_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU time so far of the process's children by their module (`python -m MODULE`:
+    app.job_process, metadata.server)."""
+    seconds: dict[str, float] = {}
+    threads = Path(f"/proc/{pid}/task").iterdir()  # a child started again is a thread's
+    for child in [c for t in threads for c in (t / "children").read_text().split()]:
+        argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        module = argv[argv.index(b"-m") + 1].decode() if b"-m" in argv else "other"
+        seconds[module] = seconds.get(module, 0.0) + cpu_seconds(int(child))
+    return seconds
 
 
 def cpu_seconds(pid: int) -> float:
@@ -315,7 +323,11 @@ def run(args: argparse.Namespace, kind: str, profile: Path | None) -> int:
                     wait_drained(watch)
                     drained = time.perf_counter() - started
                     cpu = cpu_seconds(server.pid) - cpu_before
-                    others = children_cpu_seconds(server.pid) - others_before
+                    others_after = children_cpu_seconds(server.pid)
+                    others = {
+                        module: spent - others_before.get(module, 0.0)
+                        for module, spent in others_after.items()
+                    }
                     client_cpu = time.process_time() - client_before
                 job_kinds = jobs_by_kind(watch)
                 rows = []
@@ -360,9 +372,11 @@ def run(args: argparse.Namespace, kind: str, profile: Path | None) -> int:
                 f"(all {count} accepted in {accepted:.2f}s)",
                 f"  accepted -> domain started: median {ms(overhead, 0.5):.1f} ms, "
                 f"p95 {ms(overhead, 0.95):.1f} ms",
-                f"  vdc serve's CPU (user + system): {cpu / count * 1000:.1f} ms per launch; "
-                f"its metadata process {others / count * 1000:.1f} ms, this client "
-                f"{client_cpu / count * 1000:.1f} ms (the machine: {os.cpu_count()} CPUs)",
+                f"  vdc serve's CPU (user + system) per launch: API {cpu / count * 1000:.1f} ms, "
+                f"job process {others.get('app.job_process', 0.0) / count * 1000:.1f} ms, "
+                f"metadata process {others.get('metadata.server', 0.0) / count * 1000:.1f} ms; "
+                f"this client {client_cpu / count * 1000:.1f} ms "
+                f"(the machine: {os.cpu_count()} CPUs)",
                 f"  bare libvirt createXML x{count}: {bare_seconds:.3f}s -> "
                 f"{count / bare_seconds:.0f} /s; vdc's wall time is "
                 f"{vdc_seconds / bare_seconds:.0f}x bare libvirt's (reference, no aim)",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from app import metrics
 from app.api.deps import AdminAccount, SessionDep, SettingsDep
@@ -23,10 +23,15 @@ router = APIRouter(tags=["metrics"])
         **{code: ERROR_RESPONSES[code] for code in (401, 403)},
     },
 )
-def scrape(session: SessionDep, settings: SettingsDep, _admin: AdminAccount) -> Response:
-    """Request counts and latencies by route and launch durations (this process, since it
-    started), metadata requests and latencies (the metadata process, since it started, as
-    of its last second), and instances, hosts and jobs (the database, now).
+def scrape(
+    request: Request, session: SessionDep, settings: SettingsDep, _admin: AdminAccount
+) -> Response:
+    """Request counts and latencies by route (this process, since it started), launch
+    durations (the job workers, since they started, as of their last second), metadata
+    requests and latencies (the metadata process, since it started, as of its last
+    second), and instances, hosts and jobs (the database, now).
     Admins only: scrape with an admin key as the bearer token."""
-    body = metrics.render(gauges.readings(session), settings.metadata_metrics_file)
+    # `vdc serve` runs the job workers in a process of their own (app/job_process.py).
+    job_metrics = None if request.app.state.jobs_in_process else settings.job_metrics_file
+    body = metrics.render(gauges.readings(session), settings.metadata_metrics_file, job_metrics)
     return Response(body, media_type=metrics.CONTENT_TYPE)

@@ -12,6 +12,7 @@ from app import data_dir, heap
 from app.cli.common import require_migrated, run_cli
 from app.config import Settings, split_bind
 from app.db import engine_for, session_scope
+from app.job_process import JobProcess
 from app.listeners import run_listeners
 from app.metadata_process import MetadataProcess
 from app.migrations import current_revision, head_revision, upgrade
@@ -43,7 +44,8 @@ def serve(
     ),
 ) -> None:
     """Serves the web UI (/), the API and its docs (/docs) on VDC_API_BIND, and the EC2
-    metadata service on VDC_METADATA_BIND."""
+    metadata service on VDC_METADATA_BIND; the job workers and the metadata service run
+    in processes of their own."""
     settings = Settings()
     data_dir.make_private(settings)
     data_dir.raise_open_files_limit()
@@ -55,18 +57,25 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from app.main import create_app
 
-    app = create_app(settings)
+    app = create_app(settings, jobs_in_process=False)
     # proxy_headers off: the client address must be the real peer, never a header's claim.
     configs = [uvicorn.Config(app, host=host, port=port, proxy_headers=False, log_level="info")]
     typer.echo(f"vdc web UI, API and docs on http://{settings.api_bind}/ (docs: /docs)")
     if settings.api_socket:
         socket_path = Path(settings.api_socket)
         socket_path.unlink(missing_ok=True)
-        # The same app, so its lifespan (the job worker) runs once, with the TCP listener.
+        # The same app, so its lifespan runs once, with the TCP listener.
         configs.append(uvicorn.Config(app, uds=str(socket_path), lifespan="off", log_level="info"))
         typer.echo(f"vdc API also on unix socket {socket_path}")
+    job_process = JobProcess(settings)
+    job_process.start()
+    typer.echo(f"job workers: {settings.workers} (their own process)")
     metadata = MetadataProcess(settings)
-    metadata.start()
+    try:
+        metadata.start()
+    except BaseException:
+        job_process.stop()
+        raise
     typer.echo(f"EC2 metadata service on {settings.metadata_bind} (its own process)")
     # Last: everything the server keeps (the app, its routes, the ORM's mappers) exists now,
     # and the collector need not scan it again at every full collection (app/heap.py).
@@ -75,6 +84,7 @@ def serve(
         run_listeners(configs)
     finally:
         metadata.stop()
+        job_process.stop()
 
 
 def _prepare(settings: Settings) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, or_, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from app import job_doorbell
 from app.ids import new_id
 from app.models import Job
 from app.models.common import utcnow
@@ -34,7 +35,7 @@ def enqueue(
     delay: float = 0.0,
 ) -> Job:
     """Adds a job to the caller's transaction: it exists exactly when the change that
-    needed it is committed (and then this process's idle workers are woken). `delay`:
+    needed it is committed (and then the idle workers are woken). `delay`:
     seconds before it may run."""
     job = Job(
         id=new_id("job"),
@@ -54,7 +55,8 @@ def enqueue(
 
 class Wakeup:
     """Wakes this process's idle workers when a transaction that queued a job commits, so
-    they need not wait for their next poll (jobs queued by another process still wait)."""
+    they need not wait for their next poll. Other processes ring the job process's doorbell
+    (app/job_doorbell.py), which wakes them through this too."""
 
     def __init__(self) -> None:
         self._condition = threading.Condition()
@@ -89,6 +91,7 @@ def _after_commit(session: OrmSession) -> None:
     queued = session.info.pop(_QUEUED, 0)
     if queued:
         WAKEUP.notify(queued)
+        job_doorbell.ring(session.bind, queued)
 
 
 @sa.event.listens_for(OrmSession, "after_rollback")
