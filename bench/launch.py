@@ -7,11 +7,13 @@ next to N plain libvirt createXML calls of an equivalent domain in the same run.
 
 Prints launches per second (all N `running`), the accepted request's latency (the POST's
 answer, p50 and p95, as the clients saw it), accepted -> domain started (the instance's
-created_at -> launched_at), the server's CPU time per launch and bare libvirt's rate as a
-reference; then each aim on a line of its own that ends in PASS or MISS (as `make bench`
-gathers them). It runs on SQLite, then PostgreSQL (`--database` picks one): a fresh
-database of the test PostgreSQL (VDC_TEST_POSTGRES_URL, else what
-scripts/start-test-postgres.sh starts), dropped afterwards. `--quick` is 40 launches, a
+created_at -> launched_at), the server's CPU time per launch, and two references: bare
+libvirt's rate, and the accepted latency of the least a launch's POST does on the same
+stack (bench/accept_baseline.py, on the same database, with the same client); then each
+aim on a line of its own that ends in PASS or MISS (as `make bench` gathers them). It runs
+on SQLite, then PostgreSQL (`--database` picks one): a fresh database of the test
+PostgreSQL (VDC_TEST_POSTGRES_URL, else what scripts/start-test-postgres.sh starts),
+dropped afterwards. `--quick` is 40 launches, a
 few seconds: CI runs it (tests/integration/test_bench_launch.py) so a benchmark that
 breaks fails the build. `--profile FILE` samples the server and its child processes (the
 job process, the metadata process) with py-spy while it launches (collapsed stacks,
@@ -174,6 +176,38 @@ def launch_all(client: httpx.Client, body: dict[str, str], count: int, concurren
 
     with ThreadPoolExecutor(concurrency) as pool:
         return list(pool.map(one, range(count)))
+
+
+def baseline_latencies(url: str, port: int, count: int, concurrency: int) -> list[float]:
+    """The accepted request's latencies (seconds, sorted) of bench/accept_baseline.py: the
+    least a launch's POST does on vdc's stack, on the same database, with the same client."""
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "accept_baseline.py"), url, str(port)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                httpx.get(f"{base}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        client = httpx.Client(
+            base_url=base,
+            headers={"Authorization": "Bearer bench-baseline-key"},
+            timeout=120,
+            limits=httpx.Limits(max_connections=concurrency + 2),
+        )
+        body = {"image_id": "wmi-bench", "instance_type": "nano"}
+        client.post("/api/v1/instances", json=body)  # the first call builds the route
+        answers = launch_all(client, body, count, concurrency)
+        assert all(a[0] == 202 for a in answers), answers[:3]
+        return sorted(a[1] for a in answers)
+    finally:
+        server.terminate()  # the process this benchmark started
+        server.wait(timeout=30)
 
 
 def wait_settled(engine: sa.Engine, count: int) -> tuple[int, int]:
@@ -340,6 +374,7 @@ def run(args: argparse.Namespace, kind: str, profile: Path | None) -> int:
                 server.terminate()
                 server.wait(timeout=60)
                 serve_log = log_path.read_text(errors="replace")
+            bare_accept = baseline_latencies(url, args.port + 2, count, args.concurrency)
 
     overhead = sorted(
         (
@@ -359,6 +394,7 @@ def run(args: argparse.Namespace, kind: str, profile: Path | None) -> int:
 
     rate = running / vdc_seconds
     p50 = statistics.median(latencies) * 1000
+    bare_p50 = statistics.median(bare_accept) * 1000
     name = f"launch/{kind}"
     print(
         "\n".join(
@@ -370,6 +406,9 @@ def run(args: argparse.Namespace, kind: str, profile: Path | None) -> int:
                 f"every job done after {drained:.2f}s (jobs: {job_kinds})",
                 f"  accepted request: p50 {p50:.1f} ms, p95 {ms(latencies, 0.95):.1f} ms "
                 f"(all {count} accepted in {accepted:.2f}s)",
+                f"  bare FastAPI accept (bench/accept_baseline.py: validate, insert one row): "
+                f"p50 {bare_p50:.1f} ms, p95 {ms(bare_accept, 0.95):.1f} ms; vdc's p50 is "
+                f"{p50 / bare_p50:.1f}x it (reference, no aim)",
                 f"  accepted -> domain started: median {ms(overhead, 0.5):.1f} ms, "
                 f"p95 {ms(overhead, 0.95):.1f} ms",
                 f"  vdc serve's CPU (user + system) per launch: API {cpu / count * 1000:.1f} ms, "
