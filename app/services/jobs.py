@@ -222,7 +222,8 @@ def finish_in(session: Session, job: Job) -> None:
     """Marks the job done in the caller's transaction: a job whose last step commits anyway
     ends in that commit, not in one of its own (the worker then leaves it be)."""
     assert job.lease_owner is not None, "a claimed job"
-    session.execute(_closing(job.id, job.lease_owner, JobState.done, ""))
+    # Core, on the session's connection: the job is not one of the session's objects.
+    session.connection().execute(_closing(job.id, job.lease_owner, JobState.done, ""))
 
 
 def _close(engine: sa.Engine, job_id: str, owner: str, state: JobState, error: str) -> None:

@@ -187,8 +187,10 @@ def data_volumes_of(ctx: JobContext, instance_id: str) -> list[Volume]:
 
 def finish_launch(session: Session, instance_id: str) -> None:
     """The launch built the root disk and the launch volumes into the domain (in the
-    caller's transaction, the one that makes the instance `running`)."""
-    session.execute(
+    caller's transaction, the one that makes the instance `running`). A core UPDATE on the
+    session's connection: the ORM's would look for the volumes among the session's objects
+    to update them too, and the caller holds none."""
+    session.connection().execute(
         sa.update(Volume)
         .where(col(Volume.instance_id) == instance_id)
         .where(col(Volume.state) == VolumeState.attaching)
