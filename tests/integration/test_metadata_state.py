@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from sqlmodel import Session
 
 from metadata.state import MetadataState
 from tests.conftest import Keys, bearer
@@ -23,13 +24,13 @@ def cloud(client: TestClient, keys: Keys, test_host_uri, make_disk: Callable[...
 def counting_loads(state: MetadataState, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The instance ids the state rebuilds, in order."""
     loaded: list[str] = []
-    original = state._load
+    original = state._load_many
 
-    def load(session, instance_id):  # type: ignore[no-untyped-def]
-        loaded.append(instance_id)
-        original(session, instance_id)
+    def load(session, instance_ids):  # type: ignore[no-untyped-def]
+        loaded.extend(instance_ids)
+        original(session, instance_ids)
 
-    monkeypatch.setattr(state, "_load", load)
+    monkeypatch.setattr(state, "_load_many", load)
     return loaded
 
 
@@ -108,3 +109,57 @@ def test_a_launch_is_built_when_it_runs_not_at_each_step_and_asked_early_it_answ
     state._forget(pending["id"])
     lease = state.lease(pending["ip_address"])
     assert lease is not None and lease.http_tokens == "required"
+
+
+def test_the_changes_of_one_look_are_built_together_as_each_alone(
+    cloud: Cloud, engine: sa.Engine
+) -> None:
+    """A burst of launches (here five, with a key, a volume, a second group or none) is
+    built from one set of queries, not six per instance, into the answers each would get
+    built alone."""
+    admin = bearer(cloud.admin)
+    key = cloud.client.post("/api/v1/ssh_key_pairs/generate", json={"name": "k"}, headers=admin)
+    assert key.status_code in (200, 201), key.text
+    group = cloud.client.post("/api/v1/security_groups", json={"name": "web"}, headers=admin)
+    assert group.status_code == 201, group.text
+    bodies = [
+        {"hostname": "plain"},
+        {"hostname": "keyed", "ssh_key_id": key.json()["id"], "user_data": "#!/bin/sh\necho"},
+        {"hostname": "volumed", "volumes": [{"size_mib": 8}, {"size_mib": 16}]},
+        {"hostname": "grouped", "security_group_ids": [group.json()["id"]]},
+        {"hostname": "plain2"},
+    ]
+    state = MetadataState(engine, "vdc-1")
+    state.refresh()  # the mark: what changes from here is looked at
+    launched = [cloud.wait_for(cloud.launch(**body)["id"], "running") for body in bodies]
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        state.refresh()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert {i["id"] for i in launched} <= set(state.instances)
+    assert len(statements) <= 7, statements  # the look, then six for all five
+
+    for instance in launched:
+        alone = MetadataState(engine, "vdc-1")
+        with Session(engine) as session:
+            alone._load(session, instance["id"])
+        together = state.prebuilt(instance["id"])
+        assert together is not None
+        assert together.answers == alone.instances[instance["id"]].answers
+        assert state.lease(instance["ip_address"]) == alone.leases[instance["ip_address"]]
+    volumed = state.prebuilt(launched[2]["id"])
+    assert volumed is not None
+    assert volumed.answer("meta-data/block-device-mapping/ebs2").body == b"vdc"
+    keyed = state.prebuilt(launched[1]["id"])
+    assert keyed is not None and keyed.answer("meta-data/public-keys/0/openssh-key").body
+    grouped = state.prebuilt(launched[3]["id"])
+    assert grouped is not None
+    assert grouped.answer("meta-data/security-groups").body == b"web"
+    plain = state.prebuilt(launched[0]["id"])
+    assert plain is not None and plain.answer("meta-data/security-groups").body == b"default"
