@@ -43,8 +43,8 @@ from app.services import access, host_uris, jobs, quotas
 from app.services.compute.instance_table import SORTABLE
 from app.services.hypervisors import driver_for
 from app.services.listing import PageRequest
-from app.services.network import filter_jobs, networks, security_groups
-from app.services.network.addresses import allocate_interface, interfaces_of
+from app.services.network import addresses, filter_jobs, networks, security_groups
+from app.services.network.addresses import interfaces_of
 from app.services.placement import PLACEMENT_LOCK, choose_host
 from app.services.state_changes import compare_and_set
 from app.services.storage import pools, volumes
@@ -202,6 +202,12 @@ def _launch(
             volume_gib=disk_bytes / GIB,
         )
         host = choose_host(session, settings, cpu_cores, memory_size, body.host_node_id)
+        # What is read comes before the first write: on SQLite the first write takes the
+        # database's one writer slot (app/db.py) until the commit, and the job process
+        # waits for it, so the writes go last and together.
+        free = addresses.free_addresses(session, network, addresses.CANDIDATES)
+        # Members of groups whose rules name these groups now admit this instance's address.
+        filter_jobs.refresh_groups_naming(session, [g.id for g in groups], besides=instance_id)
         instance = Instance(
             id=instance_id,
             account_id=account.id,
@@ -225,10 +231,8 @@ def _launch(
         )
         session.add(instance)
         session.flush()
-        interface = allocate_interface(session, instance.id, network)
+        interface = addresses.allocate_interface(session, instance.id, network, candidates=free)
         security_groups.join(session, instance.id, groups)
-        # Members of groups whose rules name these groups now admit this instance's address.
-        filter_jobs.refresh_groups_naming(session, [g.id for g in groups], besides=instance.id)
         volumes.add_launch_volumes(session, settings, instance, image, body.volumes)
         jobs.enqueue(session, "launch", instance.id)
         session.commit()

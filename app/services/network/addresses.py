@@ -21,6 +21,7 @@ from app.models import Network, NetworkInterface
 
 MAC_PREFIX = "52:54:00"  # the locally administered range KVM guests use
 _ATTEMPTS = 64
+CANDIDATES = 32  # free addresses read per try; a clash takes a random one of them
 
 
 def random_mac() -> str:
@@ -50,11 +51,17 @@ def free_addresses(session: Session, network: Network, limit: int) -> list[str]:
 
 
 def allocate_interface(
-    session: Session, instance_id: str, network: Network, device_index: int = 0
+    session: Session,
+    instance_id: str,
+    network: Network,
+    device_index: int = 0,
+    candidates: list[str] | None = None,
 ) -> NetworkInterface:
-    """Adds a NIC with a fresh MAC and the lowest free IP (another free one on a clash)."""
+    """Adds a NIC with a fresh MAC and the lowest free IP (another free one on a clash).
+    `candidates`: free_addresses read before the caller's first write (the first try)."""
     for attempt in range(_ATTEMPTS):
-        candidates = free_addresses(session, network, 32)
+        if attempt or candidates is None:
+            candidates = free_addresses(session, network, CANDIDATES)
         if not candidates:
             raise Conflict(
                 f"network {network.id} has no free address left "
