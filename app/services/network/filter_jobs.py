@@ -33,13 +33,9 @@ def refresh_groups_naming(
     wanted = sorted(set(group_ids))
     if not wanted:
         return
-    naming = (
-        select(SecurityGroupRule.group_id)
-        .where(col(SecurityGroupRule.source_group_id).in_(wanted))
-        .where(_has_live_member(col(SecurityGroupRule.group_id), besides))
-        .distinct()
-    )
-    _queue(session, sorted(session.exec(naming)))
+    # Every launch asks this: the statement is built once, with its lists as parameters.
+    found = session.exec(_NAMING, params={"wanted": wanted, "besides": besides or ""})
+    _queue(session, sorted(found))
 
 
 def refresh_group_filters(session: Session, group_ids: Iterable[str]) -> None:
@@ -68,13 +64,28 @@ def live_members(group_id: Any) -> SelectOfScalar[str]:
     )
 
 
-def _has_live_member(group_id: Any, besides: str | None) -> sa.Exists:  # a group id column
+def _has_live_member(group_id: Any, besides: Any) -> sa.Exists:  # a group id column
     """The group has a live member on a host (other than `besides`: a launching instance
-    gets its own filters from its launch job)."""
+    gets its own filters from its launch job); `besides`: an id, None, or a parameter."""
     member = live_members(group_id).where(col(Instance.host_node_id).is_not(None))
     if besides is not None:
         member = member.where(col(Instance.id) != besides)
     return member.exists()
+
+
+_NAMING = (
+    select(SecurityGroupRule.group_id)
+    .where(col(SecurityGroupRule.source_group_id).in_(sa.bindparam("wanted", expanding=True)))
+    .where(_has_live_member(col(SecurityGroupRule.group_id), sa.bindparam("besides")))
+    .distinct()
+)
+_WAITING = (
+    select(col(Job.security_group_id))
+    .where(col(Job.security_group_id).in_(sa.bindparam("groups", expanding=True)))
+    .where(Job.kind == GROUP_FILTERS, Job.state == JobState.queued)
+    .order_by(col(Job.id))
+)
+_WAITING_LOCKED = _WAITING.with_for_update()
 
 
 def _queue(session: Session, group_ids: list[str]) -> None:
@@ -83,15 +94,9 @@ def _queue(session: Session, group_ids: list[str]) -> None:
     worker claims it before the change commits)."""
     if not group_ids:
         return
-    waiting = (
-        select(col(Job.security_group_id))
-        .where(col(Job.security_group_id).in_(group_ids), Job.kind == GROUP_FILTERS)
-        .where(Job.state == JobState.queued)
-        .order_by(col(Job.id))
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        waiting = waiting.with_for_update()
-    covered = set(session.exec(waiting))
+    locked = session.get_bind().dialect.name == "postgresql"
+    waiting = _WAITING_LOCKED if locked else _WAITING
+    covered = set(session.exec(waiting, params={"groups": group_ids}))
     for group_id in group_ids:
         if group_id not in covered:
             jobs.enqueue(
