@@ -222,9 +222,15 @@ class E2E:
         return str(self.get(f"/api/v1/instances/{instance_id}/console")["output"])
 
     def wait_console(
-        self, instance_id: str, pattern: str, timeout: float = 120, count: int = 1
+        self,
+        instance_id: str,
+        pattern: str,
+        timeout: float = 120,
+        count: int = 1,
+        interval: float = 0.5,
     ) -> list[re.Match[str]]:
-        """Waits until `pattern` matched `count` times in the console; returns the matches."""
+        """Waits until `pattern` matched `count` times in the console (read every `interval`
+        seconds); returns the matches."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
         while True:
@@ -237,7 +243,7 @@ class E2E:
                     f"{instance_id}: {pattern!r} not seen {count}x in {timeout:.0f}s; "
                     f"console:\n{tail}"
                 )
-            time.sleep(0.5)
+            time.sleep(interval)
 
     def wait_network(self, instance: dict[str, Any], timeout: float = 180) -> re.Match[str]:
         """The guest's own report of its address; records launch -> guest has IP."""
