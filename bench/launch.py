@@ -178,6 +178,16 @@ def launch_all(client: httpx.Client, body: dict[str, str], count: int, concurren
         return list(pool.map(one, range(count)))
 
 
+def wait_answering(base: str) -> None:
+    """Until the server at `base` answers /healthz (20 s at most)."""
+    for _ in range(200):
+        try:
+            httpx.get(f"{base}/healthz", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+
+
 def baseline_latencies(url: str, port: int, count: int, concurrency: int) -> list[float]:
     """The accepted request's latencies (seconds, sorted) of bench/accept_baseline.py: the
     least a launch's POST does on vdc's stack, on the same database, with the same client."""
@@ -188,12 +198,7 @@ def baseline_latencies(url: str, port: int, count: int, concurrency: int) -> lis
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                httpx.get(f"{base}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        wait_answering(base)
         client = httpx.Client(
             base_url=base,
             headers={"Authorization": "Bearer bench-baseline-key"},
@@ -327,12 +332,7 @@ def run(args: argparse.Namespace, kind: str, profile: Path | None) -> int:
                 )
             try:
                 api = f"http://127.0.0.1:{args.port}"
-                for _ in range(200):
-                    try:
-                        httpx.get(f"{api}/healthz", timeout=1)
-                        break
-                    except httpx.TransportError:
-                        time.sleep(0.1)
+                wait_answering(api)
                 key = (base / "data" / "admin.key").read_text().strip()
                 limits = httpx.Limits(max_connections=args.concurrency + 2)
                 client = httpx.Client(

@@ -82,3 +82,29 @@ def vdc_serve(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def served_world(served: Served, tmp_path: Path, host_uri: str) -> tuple[httpx.Client, str]:
+    """A test:// host, a default network and a small qcow2 image on a served vdc, made as
+    an admin would; (the admin's API client, the image's id)."""
+    api = httpx.Client(
+        base_url=served.base, headers={"Authorization": f"Bearer {served.admin_key}"}, timeout=30
+    )
+    host = api.post("/api/v1/host_nodes", json={"name": "host1", "uri": host_uri})
+    assert host.status_code == 201, host.text
+    network = api.post(
+        "/api/v1/networks", json={"name": "default", "cidr": "10.10.0.0/24", "is_default": True}
+    )
+    assert network.status_code == 201, network.text
+    disk = tmp_path / "guest.qcow2"
+    subprocess.run(
+        ["qemu-img", "create", "-f", "qcow2", str(disk), "64M"], check=True, capture_output=True
+    )
+    image = api.post(
+        "/api/v1/images",
+        params={"arch": "x86_64"},
+        content=disk.read_bytes(),
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert image.status_code == 201, image.text
+    return api, str(image.json()["id"])

@@ -23,9 +23,7 @@ from sqlmodel import Session
 from app import job_doorbell
 from app.db import make_engine
 from app.services import jobs
-from tests.conftest import bearer
-from tests.integration.cloud import OCTET
-from tests.integration.served import Served, vdc_serve
+from tests.integration.served import Served, served_world, vdc_serve
 
 
 def children(pid: int) -> dict[int, str]:
@@ -82,26 +80,11 @@ def test_jobs_run_in_the_child_which_comes_back_and_goes_with_the_server(
     test_host_uri: Callable[..., str],
 ) -> None:
     with vdc_serve(tmp_path, free_tcp_port_factory, VDC_ALLOW_TEST_HOSTS="true") as served:
-        api = httpx.Client(base_url=served.base, headers=bearer(served.admin_key), timeout=30)
-        host = api.post("/api/v1/host_nodes", json={"name": "host1", "uri": test_host_uri()})
-        assert host.status_code == 201, host.text
-        network = api.post(
-            "/api/v1/networks",
-            json={"name": "default", "cidr": "10.10.0.0/24", "is_default": True},
-        )
-        assert network.status_code == 201, network.text
-        disk = tmp_path / "guest.qcow2"
-        subprocess.run(
-            ["qemu-img", "create", "-f", "qcow2", str(disk), "64M"], check=True, capture_output=True
-        )
-        image = api.post(
-            "/api/v1/images", params={"arch": "x86_64"}, content=disk.read_bytes(), headers=OCTET
-        )
-        assert image.status_code == 201, image.text
+        api, image_id = served_world(served, tmp_path, test_host_uri())
         first = job_process_of(served)
         assert launch_seconds_count(api) == 0  # published at its start, before any launch
 
-        launch_and_wait(api, image.json()["id"])
+        launch_and_wait(api, image_id)
         database = sa.create_engine(f"sqlite:///{served.files / 'vdc.sqlite3'}")
         with database.connect() as connection:
             owners = connection.execute(sa.text("SELECT lease_owner FROM jobs")).scalars().all()
@@ -117,7 +100,7 @@ def test_jobs_run_in_the_child_which_comes_back_and_goes_with_the_server(
             30,
             "a new job process",
         )
-        launch_and_wait(api, image.json()["id"])
+        launch_and_wait(api, image_id)
         database.dispose()
 
     # vdc serve stopped: its job process with it.

@@ -6,7 +6,6 @@ before; the metadata counts come from a real `vdc serve`'s metadata process."""
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,8 +23,8 @@ from app.models.job import JobState
 from app.services import gauges, jobs
 from metadata.resolver import sign
 from tests.conftest import Keys, bearer
-from tests.integration.cloud import OCTET, Cloud, build_cloud
-from tests.integration.served import vdc_serve
+from tests.integration.cloud import Cloud, build_cloud
+from tests.integration.served import served_world, vdc_serve
 
 
 @pytest.fixture
@@ -161,31 +160,10 @@ def test_metadata_requests_and_latency(
         VDC_ALLOW_TEST_HOSTS="true",
         VDC_METADATA_PROXY_SECRET=secret,
     ) as served:
-        api = httpx.Client(base_url=served.base, headers=bearer(served.admin_key), timeout=30)
-        assert (
-            api.post(
-                "/api/v1/host_nodes", json={"name": "host1", "uri": test_host_uri()}
-            ).status_code
-            == 201
-        )
-        network = api.post(
-            "/api/v1/networks",
-            json={"name": "default", "cidr": "10.10.0.0/24", "is_default": True},
-        )
-        assert network.status_code == 201, network.text
-        disk = tmp_path / "guest.qcow2"
-        subprocess.run(
-            ["qemu-img", "create", "-f", "qcow2", str(disk), "64M"],
-            check=True,
-            capture_output=True,
-        )
-        image = api.post(
-            "/api/v1/images", params={"arch": "x86_64"}, content=disk.read_bytes(), headers=OCTET
-        )
-        assert image.status_code == 201, image.text
+        api, image_id = served_world(served, tmp_path, test_host_uri())
         launched = api.post(
             "/api/v1/instances",
-            json={"image_id": image.json()["id"], "instance_type": "nano", "user_data": "hi"},
+            json={"image_id": image_id, "instance_type": "nano", "user_data": "hi"},
         )
         assert launched.status_code == 202, launched.text
         instance_id = launched.json()["id"]
