@@ -2,6 +2,13 @@
 
 libvirt connections are thread-safe; opening one per call would cost a handshake each
 time (and for `test://FILE` URIs would start a fresh, empty driver every time).
+
+A connection learns that its libvirtd went away (restarted, stopped) from libvirt's event
+loop, which this module runs on a thread of its own: it watches each connection's socket,
+so `isAlive()` turns false when the other end closes, and the next `get()` reconnects.
+Without it a dead connection looks alive until a call on it fails: the first call after a
+libvirtd restart failed in a process that had not made one since (the API's screen, while
+only the job process's connection had been reopened).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ class ConnectionPool:
         """An open connection to `uri`; reconnects once if the old one died (libvirtd
         restarted). Raises HostUnreachable when the host cannot be reached."""
         with self._lock:
+            _EVENTS.start()
             connection = self._connections.get(uri)
             if connection is not None and _alive(connection):
                 return connection
@@ -75,6 +83,32 @@ class ConnectionPool:
     def _close_quietly(connection: libvirt.virConnect) -> None:
         with contextlib.suppress(libvirt.libvirtError):
             connection.close()
+
+
+class _EventLoop:
+    """libvirt's default event loop on a daemon thread, started before the first connection
+    opens (libvirt watches only the connections opened after it was registered)."""
+
+    def __init__(self) -> None:
+        self._started = False
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        try:
+            libvirt.virEventRegisterDefaultImpl()
+        except libvirt.libvirtError:  # pragma: no cover - then a dead connection shows late
+            return
+        threading.Thread(target=self._run, name="libvirt-events", daemon=True).start()
+
+    @staticmethod
+    def _run() -> None:
+        while True:
+            libvirt.virEventRunDefaultImpl()  # waits with the GIL released
+
+
+_EVENTS = _EventLoop()
 
 
 def _alive(connection: libvirt.virConnect) -> bool:

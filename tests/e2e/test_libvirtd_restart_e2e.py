@@ -75,3 +75,19 @@ def test_libvirtd_restart_while_vdc_runs(e2e: E2E) -> None:
         e2e.terminate(instance_id)
     for instance_id in (instance["id"], again["id"]):
         e2e.wait_state(instance_id, "terminated")
+
+
+def test_a_connection_from_before_a_restart_works_at_its_first_call(e2e: E2E) -> None:
+    """A process that kept a connection across a libvirtd restart without using it (the
+    API, whose screen proxy reads the host: only the job process reconnected) reconnects
+    at its next call rather than failing it: libvirt's event loop saw the socket close."""
+    from hypervisor.connection import POOL
+
+    before = POOL.get(e2e.ns.uri)
+    assert isinstance(before.listAllDomains(), list)  # a call: the connection is in use
+    e2e.ns.stop_libvirtd()
+    e2e.ns.restart_libvirtd()
+    after = POOL.get(e2e.ns.uri)
+    assert after is not before
+    assert isinstance(after.listAllDomains(), list)  # the first call after the restart
+    wait_host(e2e, "online")
