@@ -19,7 +19,6 @@ import os
 import signal
 import sys
 import threading
-from pathlib import Path
 
 from app import heap, job_doorbell, metrics
 from app.child_process import ChildProcess
@@ -45,16 +44,6 @@ class JobProcess(ChildProcess):
         return self.settings.job_metrics_file.exists()
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """A reader sees the previous file or this one, never half of one."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    os.replace(temporary, path)
-
-
 def run(settings: Settings, stop: threading.Event) -> None:
     """The workers, the doorbell and the metrics file, until `stop` is set."""
     engine = engine_for(settings)
@@ -71,7 +60,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
             text = metrics.job_metrics_text()
             if text != published:
                 try:
-                    write_atomically(settings.job_metrics_file, text)
+                    metrics.publish(settings.job_metrics_file, text)
                     published = text
                 except OSError:
                     log.exception("writing the job metrics failed; trying again in a second")

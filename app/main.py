@@ -60,7 +60,6 @@ def create_app(settings: Settings | None = None, jobs_in_process: bool = True) -
     app.state.settings = settings
     app.state.engine = engine
     app.state.worker = worker
-    app.state.jobs_in_process = jobs_in_process
     app.state.console_slots = Slots(settings.console_max_connections)
     install_error_handlers(app)
     app.include_router(health.router)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -173,7 +174,7 @@ def render(
     job workers', from the file the job process publishes (`job_metrics`) or, without one,
     this process's own workers."""
     extra = [*metadata_families(metadata_snapshot), *(_family(r) for r in readings)]
-    jobs = generate_latest(JOB_REGISTRY) if job_metrics is None else _read_job_metrics(job_metrics)
+    jobs = job_metrics_text() if job_metrics is None else _read_job_metrics(job_metrics)
     return generate_latest(_Both(REGISTRY, extra)) + jobs
 
 
@@ -181,6 +182,18 @@ def job_metrics_text() -> bytes:
     """What the job process publishes: its registry in the text format, which the API's
     scrape appends to its own (the families differ, so the two texts make one exposition)."""
     return generate_latest(JOB_REGISTRY)
+
+
+def publish(path: Path, data: bytes) -> None:
+    """A child process's metrics file for the API's scrape (the metadata process's snapshot,
+    the job process's text), replaced so that a reader sees the previous file or this one,
+    never half of one; 0600, its folder 0700 if new."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.replace(temporary, path)
 
 
 def _read_job_metrics(path: Path) -> bytes:

@@ -27,7 +27,7 @@ from bisect import bisect_left
 from pathlib import Path
 from typing import Any
 
-from app.metrics import METADATA_BUCKETS, metadata_path_kind
+from app.metrics import METADATA_BUCKETS, metadata_path_kind, publish
 
 MAX_PATHS = 4096  # paths whose kind is remembered; a guest asking random paths gets no more
 
@@ -98,12 +98,7 @@ class RequestStats:
 
 def write_snapshot(path: Path, data: dict[str, Any]) -> None:
     """Atomically: a reader sees the previous snapshot or this one, never half of one."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(data, out, separators=(",", ":"))
-    os.replace(temporary, path)
+    publish(path, json.dumps(data, separators=(",", ":")).encode())
 
 
 class Publisher:

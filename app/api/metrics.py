@@ -32,6 +32,6 @@ def scrape(
     second), and instances, hosts and jobs (the database, now).
     Admins only: scrape with an admin key as the bearer token."""
     # `vdc serve` runs the job workers in a process of their own (app/job_process.py).
-    job_metrics = None if request.app.state.jobs_in_process else settings.job_metrics_file
+    job_metrics = settings.job_metrics_file if request.app.state.worker is None else None
     body = metrics.render(gauges.readings(session), settings.metadata_metrics_file, job_metrics)
     return Response(body, media_type=metrics.CONTENT_TYPE)

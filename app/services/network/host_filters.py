@@ -7,7 +7,8 @@ that touch one instance's filter (a group's job and the instance's launch or ter
 could otherwise write an older reading over a newer one, or define a filter just after the
 terminate removed it. Per host, a reading and its writes hold one lock: who reads later
 writes later, so each filter ends with the newest rules, and a terminated instance's is
-gone. (One vdc process, as the segments' lock in fabric.py.)"""
+gone. (A lock of the job process, which runs every host step, as the segments' lock in
+fabric.py.)"""
 
 from __future__ import annotations
 

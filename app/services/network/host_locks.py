@@ -1,6 +1,7 @@
 """A lock per host, made on first need: for host steps that read the database and then
 write to the host, which must not interleave with another such step on the same host.
-(This process's: several vdc processes against one database would need the database's.)"""
+(This process's: `vdc serve` runs every host step in its job process; several servers
+against one database would need the database's.)"""
 
 from __future__ import annotations
 
