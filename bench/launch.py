@@ -289,7 +289,9 @@ def main() -> int:
         help="both (the default): SQLite, then PostgreSQL",
     )
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_COUNT} launches (CI)")
-    parser.add_argument("--port", type=int, default=18771)
+    parser.add_argument(
+        "--port", type=int, default=18771, help="vdc; +1 its metadata listener, +2 the baseline"
+    )
     parser.add_argument("--profile", type=Path, help="py-spy's collapsed stacks go here")
     parser.add_argument("--gil", action="store_true", help="profile the GIL's holder only")
     args = parser.parse_args()

@@ -22,7 +22,7 @@ def test_the_launch_benchmark_runs_and_judges_both_aims() -> None:
         env["VDC_TEST_POSTGRES_URL"] = POSTGRES_URL
     databases = ("sqlite", "postgresql") if POSTGRES_URL else ("sqlite",)
     command = [sys.executable, str(ROOT / "bench" / "launch.py"), "--quick"]
-    command += ["--port", str(free_ports(2))]
+    command += ["--port", str(free_ports(3))]  # vdc, its metadata listener, the baseline
     command += ["--database", "both" if POSTGRES_URL else "sqlite"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
