@@ -46,12 +46,12 @@ bench: setup
 	@bash scripts/install-host-packages.sh test
 	VDC_TEST_POSTGRES_URL="$$(bash scripts/start-test-postgres.sh)" $(BIN)/python bench/all.py $(BENCH_ARGS)
 
-lint: venv
+lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-fmt: venv
+fmt: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
