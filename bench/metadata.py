@@ -69,6 +69,7 @@ def seed(env: dict[str, str], root: Path) -> str:
     from app.models import Image, Instance, Network, NetworkInterface
     from app.models.instance import InstanceState
     from app.services.identity import accounts
+    from app.services.network.addresses import address_number
 
     engine = engine_for(Settings())
     with Session(engine) as session:
@@ -100,7 +101,8 @@ def seed(env: dict[str, str], root: Path) -> str:
             session.add(
                 NetworkInterface(id=new_id("interface"), instance_id=instance_id,
                                  network_id="nw-bench000", mac_address=f"52:54:00:00:be:0{n}",
-                                 ip_address=f"127.0.0.{n}")
+                                 ip_address=f"127.0.0.{n}",
+                                 ip_number=address_number(f"127.0.0.{n}"))
             )  # fmt: skip
         session.commit()
     engine.dispose()

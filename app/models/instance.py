@@ -47,6 +47,9 @@ class Instance(SQLModel, table=True):
         sa.Index("ix_instances_account_state_created", "account_id", "state", "created_at", "id"),
         sa.Index("ix_instances_state_created", "state", "created_at", "id"),
         sa.Index("ix_instances_created", "created_at", "id"),
+        # A host's load (placement, every launch): its instances that still hold cores and
+        # memory, found by state without visiting the terminated ones, which only grow.
+        sa.Index("ix_instances_host_state", "host_node_id", "state"),
     )
 
     id: str = Field(primary_key=True, max_length=32)
@@ -63,9 +66,7 @@ class Instance(SQLModel, table=True):
     # The ISO image in its CD-ROM drive (instances launched from an ISO have one); None once
     # ejected. What the drive should hold: the eject job and every start make it so.
     cdrom_image_id: str | None = Field(default=None, max_length=32)
-    host_node_id: str | None = Field(
-        default=None, foreign_key="host_nodes.id", index=True, max_length=32
-    )
+    host_node_id: str | None = Field(default=None, foreign_key="host_nodes.id", max_length=32)
     state: InstanceState = Field(
         default=InstanceState.pending, sa_column=state_column(InstanceState)
     )
@@ -91,7 +92,12 @@ class NetworkInterface(SQLModel, table=True):
     """A NIC of an instance; its (network, ip) pair is the lease, unique per network."""
 
     __tablename__ = "network_interfaces"
-    __table_args__ = (sa.UniqueConstraint("network_id", "ip_address", name="uq_lease_per_network"),)
+    __table_args__ = (
+        sa.UniqueConstraint("network_id", "ip_address", name="uq_lease_per_network"),
+        # The highest address in use in a network, in one index step: where the next
+        # launch's address is (network.addresses.free_addresses).
+        sa.Index("ix_network_interfaces_network_number", "network_id", "ip_number"),
+    )
 
     id: str = Field(primary_key=True, max_length=32)
     instance_id: str = Field(foreign_key="instances.id", index=True, max_length=32)
@@ -99,6 +105,8 @@ class NetworkInterface(SQLModel, table=True):
     device_index: int = 0
     mac_address: str = Field(max_length=17, unique=True)
     ip_address: str = Field(max_length=39)
+    # ip_address as an integer (network.addresses.address_number), for range queries.
+    ip_number: int = Field(sa_type=sa.BigInteger)
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
 
 

@@ -51,10 +51,17 @@ class InstanceSecurityGroup(SQLModel, table=True):
     """Membership: the instance's interfaces accept what the group's rules allow."""
 
     __tablename__ = "instance_security_groups"
+    # A group's live members (every launch asks whether the groups naming its groups have
+    # one), without visiting the memberships of its terminated instances, which only grow.
+    __table_args__ = (sa.Index("ix_instance_security_groups_group_live", "group_id", "live"),)
 
     instance_id: str = Field(foreign_key="instances.id", primary_key=True, max_length=32)
-    group_id: str = Field(
-        foreign_key="security_groups.id", primary_key=True, index=True, max_length=32
+    group_id: str = Field(foreign_key="security_groups.id", primary_key=True, max_length=32)
+    # False once the instance is gone (shutting down or terminated): it stays listed as a
+    # member of its groups, but no longer counts as one. Set with the instance's state
+    # (state_changes.compare_and_set, instances.force_state); readers still check the state.
+    live: bool = Field(
+        default=True, sa_column_kwargs={"server_default": sa.true(), "nullable": False}
     )
 
 

@@ -12,9 +12,9 @@ from typing import Any, cast, overload
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
-from app.models import Instance, Volume
+from app.models import Instance, InstanceSecurityGroup, Volume
 from app.models.common import utcnow
-from app.models.instance import InstanceState
+from app.models.instance import GONE_STATES, InstanceState
 from app.models.volume import VolumeState
 
 
@@ -57,8 +57,25 @@ def compare_and_set(
         .where(col(model.state).in_(expected))
         .values(state=new, updated_at=utcnow(), **fields)
     )
+    gone = model is Instance and new in GONE_STATES
+
+    def change(execute: Any) -> bool:  # a session's or a connection's execute
+        changed = cast(sa.CursorResult[Any], execute(statement)).rowcount == 1
+        if changed and gone:
+            execute(mark_memberships([row_id], live=False))
+        return changed
+
     if isinstance(db, Session):
-        result = cast(sa.CursorResult[Any], db.execute(statement))  # an UPDATE's result
-        return result.rowcount == 1
+        return change(db.execute)
     with db.begin() as connection:
-        return connection.execute(statement).rowcount == 1
+        return change(connection.execute)
+
+
+def mark_memberships(instance_ids: list[str], live: bool) -> sa.Update:
+    """The instances' group memberships count (live) or not (gone): with their state, in
+    the same transaction (InstanceSecurityGroup.live)."""
+    return (
+        sa.update(InstanceSecurityGroup)
+        .where(col(InstanceSecurityGroup.instance_id).in_(instance_ids))
+        .values(live=live)
+    )

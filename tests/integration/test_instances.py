@@ -349,22 +349,27 @@ class TestListing:
         )
 
 
+def dhcp_range(cloud: Cloud, name: str, prefix: str, first: int, last: int) -> str:
+    """A /24 network whose DHCP range is PREFIX.FIRST - PREFIX.LAST; its id."""
+    made = cloud.client.post(
+        "/api/v1/networks",
+        json={
+            "name": name,
+            "cidr": f"{prefix}.0/24",
+            "dhcp_start": f"{prefix}.{first}",
+            "dhcp_end": f"{prefix}.{last}",
+        },
+        headers=bearer(cloud.admin),
+    )
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
 class TestAddresses:
     def test_a_three_address_range_fills_to_its_last_address_and_a_terminate_frees_one(
         self, cloud: Cloud
     ) -> None:
-        made = cloud.client.post(
-            "/api/v1/networks",
-            json={
-                "name": "tiny",
-                "cidr": "10.40.0.0/24",
-                "dhcp_start": "10.40.0.10",
-                "dhcp_end": "10.40.0.12",
-            },
-            headers=bearer(cloud.admin),
-        )
-        assert made.status_code == 201, made.text
-        network_id = made.json()["id"]
+        network_id = dhcp_range(cloud, "tiny", "10.40.0", 10, 12)
 
         launched = [cloud.launch(network_id=network_id) for _ in range(3)]
         assert [i["ip_address"] for i in launched] == ["10.40.0.10", "10.40.0.11", "10.40.0.12"]
@@ -393,3 +398,36 @@ class TestAddresses:
         again = cloud.launch(network_id=network_id)
         assert again["ip_address"] == "10.40.0.11"
         cloud.wait_for(again["id"], "running")
+
+    def test_the_next_address_follows_the_highest_and_a_freed_one_waits_for_the_top(
+        self, cloud: Cloud, engine: sa.Engine
+    ) -> None:
+        network_id = dhcp_range(cloud, "five", "10.41.0", 10, 14)
+        first = [cloud.launch(network_id=network_id) for _ in range(3)]
+        assert [i["ip_address"] for i in first] == ["10.41.0.10", "10.41.0.11", "10.41.0.12"]
+        cloud.client.delete(f"/api/v1/instances/{first[1]['id']}", headers=bearer(cloud.admin))
+        cloud.wait_for(first[1]["id"], "terminated")
+
+        # .11 is free again, but the range has addresses above the highest in use.
+        then = [cloud.launch(network_id=network_id)["ip_address"] for _ in range(2)]
+        assert then == ["10.41.0.13", "10.41.0.14"]
+        # The range's last address is taken: now the gap.
+        assert cloud.launch(network_id=network_id)["ip_address"] == "10.41.0.11"
+        full = cloud.client.post(
+            "/api/v1/instances",
+            json={"image_id": cloud.image_id, "instance_type": "nano", "network_id": network_id},
+            headers=bearer(cloud.admin),
+        )
+        assert full.status_code == 409, full.text
+
+        # Each lease's number is its address (the index the choice reads).
+        with engine.connect() as connection:
+            leases = connection.execute(
+                sa.text(
+                    "SELECT ip_address, ip_number FROM network_interfaces WHERE network_id = :n"
+                ),
+                {"n": network_id},
+            ).all()
+        assert len(leases) == 5
+        for address, number in leases:
+            assert number == int.from_bytes(bytes(int(p) for p in address.split(".")), "big")

@@ -18,6 +18,8 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
+from app.models.instance import InstanceState
+from app.services.compute import instances
 from app.services.network import nwfilters
 from hypervisor.specs import FilterRuleSpec
 from metadata.app import create_metadata_app
@@ -218,6 +220,36 @@ class TestGroups:
 
 
 class TestMembershipAndFilters:
+    def test_a_gone_instance_stops_counting_as_a_member_and_one_forced_back_counts_again(
+        self, cloud: Cloud, engine: sa.Engine
+    ) -> None:
+        alice = cloud.keys.new("alice")
+        instance_id = cloud.wait_for(cloud.launch(alice)["id"], "running", key=alice)["id"]
+        default = groups(cloud, alice)["default"]
+        assert default["instance_ids"] == [instance_id]
+
+        def marked_live() -> bool:
+            with engine.connect() as connection:
+                return bool(
+                    connection.execute(
+                        sa.text("SELECT live FROM instance_security_groups WHERE instance_id = :i"),
+                        {"i": instance_id},
+                    ).scalar_one()
+                )
+
+        assert marked_live()
+        cloud.client.delete(f"/api/v1/instances/{instance_id}", headers=bearer(alice))
+        gone = cloud.wait_for(instance_id, "terminated", key=alice)
+        assert gone["security_group_ids"] == [default["id"]]  # still listed on the instance
+        assert groups(cloud, alice)["default"]["instance_ids"] == []
+        assert not marked_live()  # what a launch's look at the group's members skips
+
+        # An operator finds it alive after all: a member again, to its group and its rules.
+        with Session(engine) as session:
+            instances.force_state(session, instance_id, InstanceState.running, "found alive")
+        assert marked_live()
+        assert groups(cloud, alice)["default"]["instance_ids"] == [instance_id]
+
     def test_default_group_members_admit_each_other_and_nothing_else(
         self, cloud: Cloud, engine: sa.Engine
     ) -> None:

@@ -46,7 +46,7 @@ from app.services.listing import PageRequest
 from app.services.network import addresses, filter_jobs, networks, security_groups
 from app.services.network.addresses import interfaces_of
 from app.services.placement import PLACEMENT_LOCK, choose_host
-from app.services.state_changes import compare_and_set
+from app.services.state_changes import compare_and_set, mark_memberships
 from app.services.storage import pools, volumes
 from hypervisor.errors import HypervisorError
 
@@ -353,6 +353,8 @@ def force_state(session: Session, instance_id: str, state: InstanceState, reason
         session.add(job)
     _set_state(instance, state, reason or f"forced to {state} by an operator")
     session.add(instance)
+    # Forced back from terminated, it is a member of its groups again (and the other way).
+    session.execute(mark_memberships([instance.id], live=state not in GONE_STATES))
     session.commit()
     return instance
 

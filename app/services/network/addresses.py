@@ -7,7 +7,6 @@ constraints make one of them fail, and it simply tries again with another addres
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 import socket
 
@@ -28,24 +27,41 @@ def random_mac() -> str:
     return MAC_PREFIX + "".join(f":{b:02x}" for b in secrets.token_bytes(3))
 
 
+def address_number(address: str) -> int:
+    """An IPv4 address as the integer NetworkInterface.ip_number stores."""
+    return int.from_bytes(socket.inet_aton(address), "big")
+
+
+def _address(number: int) -> str:
+    return socket.inet_ntoa(number.to_bytes(4, "big"))
+
+
 def free_addresses(session: Session, network: Network, limit: int) -> list[str]:
-    """Up to `limit` unused addresses of the DHCP range, lowest first."""
-    used = set(
-        session.exec(
-            select(NetworkInterface.ip_address).where(NetworkInterface.network_id == network.id)
-        )
+    """Up to `limit` unused addresses of the DHCP range, lowest first: those after the
+    highest address in use; once the range's last address is taken, the lowest free ones.
+
+    After the highest, not the lowest free: the highest is one step of an index
+    (ix_network_interfaces_network_number) however many leases the network has, where the
+    lowest free address meant reading every lease (22 ms a launch at 20,000). And an address
+    that a terminated instance just gave back is not handed to the next launch at once while
+    the range has others: whoever still talks to it reaches nobody, not a stranger."""
+    start, end = address_number(network.dhcp_start), address_number(network.dhcp_end)
+    in_range = (
+        col(NetworkInterface.network_id) == network.id,
+        col(NetworkInterface.ip_number).between(start, end),
     )
-    # Walked as integers, each formatted by the C library: one IPv4Address per address
-    # (add, compare, str) was most of a launch's address allocation at a few hundred
-    # instances in the network, and grows with them.
-    start = int(ipaddress.IPv4Address(network.dhcp_start))
-    end = int(ipaddress.IPv4Address(network.dhcp_end))
+    highest = session.exec(select(sa.func.max(NetworkInterface.ip_number)).where(*in_range)).one()
+    first = start if highest is None else highest + 1
+    if first <= end:
+        return [_address(number) for number in range(first, min(end, first + limit - 1) + 1)]
+    # The range's top is taken: the gaps the terminated left, read whole (the cost of the
+    # lowest free address, paid only by a network this full).
+    used = set(session.exec(select(NetworkInterface.ip_number).where(*in_range)))
     found: list[str] = []
     number = start
     while number <= end and len(found) < limit:
-        address = socket.inet_ntoa(number.to_bytes(4, "big"))
-        if address not in used:
-            found.append(address)
+        if number not in used:
+            found.append(_address(number))
         number += 1
     return found
 
@@ -75,6 +91,7 @@ def allocate_interface(
             device_index=device_index,
             mac_address=random_mac(),
             ip_address=ip,
+            ip_number=address_number(ip),
         )
         savepoint = session.begin_nested()
         try:

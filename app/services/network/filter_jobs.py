@@ -59,7 +59,7 @@ def live_members(group_id: Any) -> SelectOfScalar[str]:
     return (
         select(Instance.id)
         .join(InstanceSecurityGroup, col(InstanceSecurityGroup.instance_id) == Instance.id)
-        .where(InstanceSecurityGroup.group_id == group_id)
+        .where(InstanceSecurityGroup.group_id == group_id, col(InstanceSecurityGroup.live))
         .where(col(Instance.state).not_in(GONE_STATES))
     )
 

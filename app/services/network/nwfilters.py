@@ -86,7 +86,7 @@ def member_addresses(session: Session, group_id: str) -> list[str]:
             InstanceSecurityGroup,
             col(InstanceSecurityGroup.instance_id) == NetworkInterface.instance_id,
         )
-        .where(InstanceSecurityGroup.group_id == group_id)
+        .where(InstanceSecurityGroup.group_id == group_id, col(InstanceSecurityGroup.live))
         .where(col(Instance.state).not_in(GONE_STATES))
         .order_by(col(NetworkInterface.ip_address))
     )

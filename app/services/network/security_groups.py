@@ -67,7 +67,7 @@ def members(session: Session, group_ids: Iterable[str]) -> dict[str, list[str]]:
     rows = session.exec(
         select(InstanceSecurityGroup.group_id, Instance.id)
         .join(Instance, col(Instance.id) == InstanceSecurityGroup.instance_id)
-        .where(col(InstanceSecurityGroup.group_id).in_(wanted))
+        .where(col(InstanceSecurityGroup.group_id).in_(wanted), col(InstanceSecurityGroup.live))
         .where(col(Instance.state).not_in(GONE_STATES))
         .order_by(col(Instance.id))
     )
