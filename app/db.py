@@ -8,7 +8,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlmodel import Session, create_engine
@@ -18,14 +18,45 @@ from app import job_doorbell
 from app.config import Settings
 
 
-def make_engine(url: str) -> sa.Engine:
+class Pool(NamedTuple):
+    """A process's PostgreSQL connections: `size` kept open, `overflow` more at once, and
+    its `name` in pg_stat_activity (application_name), so an operator sees who holds them."""
+
+    name: str
+    size: int
+    overflow: int
+
+
+# The three processes of `vdc serve` each have a pool, and the pools add up under the
+# server's max_connections (100 by default), with room left for vdc-manage, migrations and
+# a second vdc serve during an upgrade: 30 + 14 + 4 with the default four job workers.
+API_POOL = Pool("vdc-api", 10, 20)  # the API's and web UI's request threads
+METADATA_POOL = Pool("vdc-metadata", 2, 2)  # its refreshes run one at a time
+OTHER_POOL = Pool("vdc", 10, 20)  # vdc-manage, migrations, scripts
+
+
+def job_pool(workers: int) -> Pool:
+    """The job process: each worker thread, the lease renewer, the sync and the main loop;
+    as many again for a step that opens a second session before it closes its first."""
+    threads = workers + 3
+    return Pool("vdc-jobs", threads, threads)
+
+
+def make_engine(url: str, pool: Pool = OTHER_POOL) -> sa.Engine:
+    """`pool` on PostgreSQL; SQLite opens a connection per use."""
     if url.startswith("sqlite"):
         # No pre-ping: a file has no server to lose, and the ping was a query per checkout.
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         WriterQueue(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=pool.size,
+        max_overflow=pool.overflow,
+        connect_args={"application_name": pool.name},
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -132,12 +163,12 @@ def _raw(connection: Any) -> Any:
     return getattr(connection, "dbapi_connection", None) or connection
 
 
-def engine_for(settings: Settings) -> sa.Engine:
+def engine_for(settings: Settings, pool: Pool = OTHER_POOL) -> sa.Engine:
     """The engine of this data dir's database; a commit through it that queues a job rings
-    the job process's doorbell (app/job_doorbell.py)."""
+    the job process's doorbell (app/job_doorbell.py). `pool`: see make_engine."""
     if settings.effective_database_url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.effective_database_url)
+    engine = make_engine(settings.effective_database_url, pool)
     job_doorbell.register(engine, settings.job_doorbell)
     return engine
 

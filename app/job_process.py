@@ -23,7 +23,7 @@ import threading
 from app import heap, job_doorbell, metrics
 from app.child_process import ChildProcess
 from app.config import Settings
-from app.db import engine_for
+from app.db import engine_for, job_pool
 from app.services import jobs
 from app.worker import Worker
 
@@ -46,7 +46,7 @@ class JobProcess(ChildProcess):
 
 def run(settings: Settings, stop: threading.Event) -> None:
     """The workers, the doorbell and the metrics file, until `stop` is set."""
-    engine = engine_for(settings)
+    engine = engine_for(settings, job_pool(settings.workers))
     job_doorbell.register(engine, None)  # its own commits wake its workers in-process
     worker = Worker(settings, engine)
     worker.start()

@@ -15,7 +15,7 @@ from app.api.errors import install_error_handlers
 from app.api.main import api_router
 from app.api.request_guards import RequestGuards
 from app.config import Settings
-from app.db import engine_for
+from app.db import API_POOL, engine_for
 from app.metrics import HttpMetrics
 from app.services.compute.console_proxy import Slots
 from app.web.router import web_router
@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None, jobs_in_process: bool = True) -
     """`jobs_in_process`: the job workers run with the app (the tests); `vdc serve` runs
     them in a process of their own instead (app/job_process.py)."""
     settings = settings or Settings()
-    engine = engine_for(settings)
+    engine = engine_for(settings, API_POOL)
 
     worker = Worker(settings, engine) if jobs_in_process else None
 

@@ -29,7 +29,7 @@ from typing import Any
 import httptools
 
 from app.config import Settings, split_bind
-from app.db import engine_for
+from app.db import METADATA_POOL, engine_for
 from metadata.limits import ConnectionLimits
 from metadata.service import FairShare, MetadataService, Reply
 from metadata.state import MetadataState
@@ -198,7 +198,7 @@ class MetadataProtocol(asyncio.Protocol):
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    engine = engine_for(settings)
+    engine = engine_for(settings, METADATA_POOL)
     state = MetadataState(engine, settings.region)
     service = MetadataService(
         state,

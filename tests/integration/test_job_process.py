@@ -226,3 +226,56 @@ with open(sys.argv[1], "a") as f:
     print("held", flush=True)
     time.sleep(0.5)
 """
+
+
+def test_on_postgresql_each_process_names_its_connections_and_stays_in_its_pool(
+    tmp_path: Path,
+    free_tcp_port_factory: Callable[[], int],
+    test_host_uri: Callable[..., str],
+    postgres_url: str,
+) -> None:
+    """The three processes' pools add up under PostgreSQL's max_connections: each holds
+    at most its pool's connections while launches run, under its own application_name."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy.engine import make_url
+
+    from app.db import API_POOL, METADATA_POOL, job_pool
+
+    caps = {pool.name: pool.size + pool.overflow for pool in (API_POOL, METADATA_POOL, job_pool(4))}
+    name = make_url(postgres_url).database
+    watcher = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)
+    most: dict[str, int] = {}
+
+    def look() -> None:
+        with watcher.connect() as connection:
+            rows = connection.execute(
+                sa.text(
+                    "SELECT application_name, count(*) FROM pg_stat_activity"
+                    " WHERE datname = :d GROUP BY application_name"
+                ),
+                {"d": name},
+            ).all()
+        for application, count in rows:
+            most[application] = max(most.get(application, 0), count)
+
+    with vdc_serve(
+        tmp_path,
+        free_tcp_port_factory,
+        VDC_ALLOW_TEST_HOSTS="true",
+        VDC_DATABASE_URL=postgres_url,
+        VDC_WORKERS="4",
+    ) as served:
+        api, image_id = served_world(served, tmp_path, test_host_uri())
+        with ThreadPoolExecutor(16) as launches:
+            done = [launches.submit(launch_and_wait, api, image_id) for _ in range(16)]
+            while not all(f.done() for f in done):
+                look()
+                time.sleep(0.05)
+            for future in done:
+                future.result()
+        look()
+    watcher.dispose()
+    assert set(caps) <= set(most), most  # each process is there, by its name
+    for application, cap in caps.items():
+        assert most[application] <= cap, (application, most)
