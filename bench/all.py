@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("list", "launch", "metadata", "boot")
+BENCHMARKS = ("list", "launch", "scale", "metadata", "boot")
 NEEDS_ROOT = {"boot"}
 
 

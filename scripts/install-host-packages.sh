@@ -33,6 +33,9 @@ if [[ "${1:-run}" == test ]]; then
   # The multi-host e2e tests run an sshd of their own inside a network namespace (the
   # remote host's); the policy below keeps the package from starting one on this machine.
   packages+=(openssh-server)
+  # What bench/metadata.py measures vdc's metadata service against (nginx) and with (wrk):
+  # the suite runs its short version (tests/integration/test_bench_metadata.py).
+  packages+=(nginx-light wrk)
 fi
 
 missing=()

@@ -5,17 +5,11 @@ machine running the tests is too busy for that (`make bench` measures)."""
 
 from __future__ import annotations
 
-import os
-import random
 import re
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
+from tests.bench_runs import free_ports, run_benchmark
 from tests.conftest import POSTGRES_URL
 
-ROOT = Path(__file__).resolve().parents[2]
 CASES = (
     "API admin ?limit=100",
     "API admin ?limit=100&state=running",
@@ -30,34 +24,8 @@ CASES = (
 )
 
 
-def free_ports(count: int) -> int:
-    """A first port with `count` free ones from it (vdc, its metadata listener, the
-    baseline server)."""
-    for _ in range(100):
-        first = random.randint(20000, 60000)
-        try:
-            for port in range(first, first + count):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return first
-    raise RuntimeError("no free ports")
-
-
 def test_the_list_benchmark_runs_and_prints_its_figures() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VDC_")}
-    if POSTGRES_URL:
-        env["VDC_TEST_POSTGRES_URL"] = POSTGRES_URL
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "list.py"), "--quick", "--port", str(free_ports(3))],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    out = result.stdout
+    out = run_benchmark("list.py", "--quick", "--port", str(free_ports(3)), timeout=900)
     sections = out.split("\n== ")[1:]
     assert [s.split(":")[0] for s in sections] == ["SQLite", "PostgreSQL"], out
     for section in sections:
