@@ -98,17 +98,18 @@ class MetadataProtocol(asyncio.Protocol):
         self.local = str(sock[0]) if sock else ""
         refusal = self.limits.admit(self.source)
         if refusal is not None:
+            self.stats.refused(refusal.status)  # an operator sees a guest held back
             # Answered a second later, unread meanwhile: a client that reconnects at once
             # would otherwise have the listener accept and refuse in a tight loop. So many
             # waiting that they would cost file descriptors: refused at once.
             if self.limits.refusing >= self.limits.max_connections:
-                transport.write(refusal)
+                transport.write(refusal.answer)
                 transport.close()
                 return
             self.limits.refusing += 1
             transport.pause_reading()
             loop = asyncio.get_running_loop()
-            loop.call_later(PENALTY_SECONDS, self._refuse, transport, refusal, self.limits)
+            loop.call_later(PENALTY_SECONDS, self._refuse, transport, refusal.answer, self.limits)
             return
         self.admitted = True
         self._arm()

@@ -65,8 +65,9 @@ class RequestStats:
         self.changes += 1
 
     def refused(self, status: int) -> None:
-        """An answer to a request that never got a path (a malformed or oversized head):
-        counted as kind `other`, not timed."""
+        """An answer to a request that never got a path (a malformed or oversized head, or
+        a connection past the listener's caps, metadata/limits.py): counted as kind `other`,
+        not timed."""
         statuses = self._kind("other").statuses
         statuses[status] = statuses.get(status, 0) + 1
         self.changes += 1
