@@ -6,7 +6,9 @@ the cloud holds nothing, in the same run, on SQLite and PostgreSQL.
                                     [--databases sqlite,postgres]
 
 1. a full network: launches into a network with 20,000 leases, alternating with launches
-   of the same account into an empty network (same database);
+   of the same account into an empty network (same database); then the same network
+   wrapped: its range's last address taken and one lease in 100 gone, so that each launch
+   takes the lowest gap;
 2. history: launches after 20,000 instances of the account, its default group and its
    host were terminated, alternating with launches into a fresh database.
 
@@ -53,9 +55,11 @@ from app.models.network import NetworkCreate  # noqa: E402
 from app.models.volume import VolumeState  # noqa: E402
 from app.services.compute import instances  # noqa: E402
 from app.services.network import networks  # noqa: E402
+from app.services.network.addresses import address_number  # noqa: E402
 from app.services.state_changes import compare_and_set  # noqa: E402
 
 AIM = 1.5
+GAP_EVERY = 100  # a wrapped network: one lease in this many gone
 TITLES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 
 
@@ -169,6 +173,9 @@ def full_network(kind: str, args: argparse.Namespace) -> None:
         engine = make_engine(url)
         with Session(engine) as session:
             account = session.exec(select(Account).where(Account.name == "tenant00")).one()
+            full_id = session.exec(
+                select(Network.id).where(col(Network.account_id) == account.id)
+            ).one()
             empty = networks.create_network(
                 session, NetworkCreate(name="empty", cidr="10.250.0.0/16", account_id=account.id)
             )
@@ -176,10 +183,46 @@ def full_network(kind: str, args: argparse.Namespace) -> None:
             empty_id = empty.id
         engine.dispose()
         analyze(url)
-        full, fresh = Launcher(url, settings), Launcher(url, settings, empty_id)
+        full, fresh = Launcher(url, settings, full_id), Launcher(url, settings, empty_id)
         medians = compare(args.launches, full, fresh)
-    subject = f"into a network with {args.count} leases"
-    report(kind, args, "full network", subject, "into an empty network", medians)
+        subject = f"into a network with {args.count} leases"
+        report(kind, args, "full network", subject, "into an empty network", medians)
+
+        gaps = wrap(url, full_id, args.launches)
+        analyze(url)
+        wrapped, fresh = Launcher(url, settings, full_id), Launcher(url, settings, empty_id)
+        medians = compare(args.launches, wrapped, fresh)
+    subject = f"into a network whose last address is taken, {gaps} gaps in its leases"
+    report(kind, args, "wrapped network", subject, "into an empty network", medians)
+
+
+def wrap(url: str, network_id: str, launches: int) -> int:
+    """The seeded network as a long-lived one is: its range's last address in use (its
+    highest lease moved there), and one lease in every GAP_EVERY gone (in fewer, when
+    the launches would otherwise fill them all), as the terminated instances leave them;
+    the number of gaps. Each launch then takes the lowest gap, so the launches measured
+    reach ever further up the leases."""
+    engine = make_engine(url)
+    with Session(engine) as session:
+        network = session.get(Network, network_id)
+        assert network is not None
+        end = address_number(network.dhcp_end)
+        leases = session.exec(
+            select(NetworkInterface.id)
+            .where(col(NetworkInterface.network_id) == network.id)
+            .order_by(col(NetworkInterface.ip_number))
+        ).all()
+        session.execute(
+            sa.update(NetworkInterface)
+            .where(col(NetworkInterface.id) == leases[-1])
+            .values(ip_number=end, ip_address=network.dhcp_end)
+        )
+        every = max(1, min(GAP_EVERY, len(leases) // (2 * (launches + 1))))
+        gone = leases[every // 2 : -1 : every]
+        session.execute(sa.delete(NetworkInterface).where(col(NetworkInterface.id).in_(gone)))
+        session.commit()
+    engine.dispose()
+    return len(gone) + 1  # and the one the moved lease left
 
 
 def history(kind: str, args: argparse.Namespace) -> None:

@@ -14,8 +14,11 @@ import libvirt
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from sqlmodel import Session
 
 from app.config import Settings
+from app.models import Network
+from app.services.network import addresses
 from hypervisor.connection import POOL
 from hypervisor.guest import Guest
 from metadata.app import create_metadata_app
@@ -431,3 +434,38 @@ class TestAddresses:
         assert len(leases) == 5
         for address, number in leases:
             assert number == int.from_bytes(bytes(int(p) for p in address.split(".")), "big")
+
+    def test_once_the_top_is_taken_the_gaps_are_used_lowest_first(
+        self, cloud: Cloud, engine: sa.Engine
+    ) -> None:
+        network_id = dhcp_range(cloud, "eight", "10.42.0", 10, 17)
+        launched = {
+            i["ip_address"]: i["id"]
+            for i in (cloud.launch(network_id=network_id) for _ in range(8))
+        }
+        assert sorted(launched, key=lambda a: int(a.rsplit(".", 1)[1]))[-1] == "10.42.0.17"
+        freed = ["10.42.0.16", "10.42.0.10", "10.42.0.14", "10.42.0.13"]
+        for address in freed:
+            cloud.client.delete(
+                f"/api/v1/instances/{launched[address]}", headers=bearer(cloud.admin)
+            )
+            cloud.wait_for(launched[address], "terminated")
+
+        # Each gap's first address, lowest first: the range's own first one among them.
+        with Session(engine) as session:
+            network = session.get(Network, network_id)
+            assert network is not None
+            assert addresses.free_addresses(session, network, 32) == [
+                "10.42.0.10",
+                "10.42.0.13",
+                "10.42.0.16",
+            ]
+            assert addresses.free_addresses(session, network, 2) == ["10.42.0.10", "10.42.0.13"]
+        again = [cloud.launch(network_id=network_id)["ip_address"] for _ in range(4)]
+        assert again == ["10.42.0.10", "10.42.0.13", "10.42.0.14", "10.42.0.16"]
+        full = cloud.client.post(
+            "/api/v1/instances",
+            json={"image_id": cloud.image_id, "instance_type": "nano", "network_id": network_id},
+            headers=bearer(cloud.admin),
+        )
+        assert full.status_code == 409, full.text

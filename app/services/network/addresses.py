@@ -12,7 +12,9 @@ import socket
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from app.errors import Conflict
 from app.ids import new_id
@@ -38,7 +40,8 @@ def _address(number: int) -> str:
 
 def free_addresses(session: Session, network: Network, limit: int) -> list[str]:
     """Up to `limit` unused addresses of the DHCP range, lowest first: those after the
-    highest address in use; once the range's last address is taken, the lowest free ones.
+    highest address in use; once the range's last address is taken, the first address of
+    each of the lowest gaps (_gap_starts).
 
     After the highest, not the lowest free: the highest is one step of an index
     (ix_network_interfaces_network_number) however many leases the network has, where the
@@ -54,16 +57,73 @@ def free_addresses(session: Session, network: Network, limit: int) -> list[str]:
     first = start if highest is None else highest + 1
     if first <= end:
         return [_address(number) for number in range(first, min(end, first + limit - 1) + 1)]
-    # The range's top is taken: the gaps the terminated left, read whole (the cost of the
-    # lowest free address, paid only by a network this full).
-    used = set(session.exec(select(NetworkInterface.ip_number).where(*in_range)))
-    found: list[str] = []
-    number = start
-    while number <= end and len(found) < limit:
-        if number not in used:
-            found.append(_address(number))
-        number += 1
-    return found
+    return _gap_starts(session, network, start, end, limit)
+
+
+def _gap_starts(session: Session, network: Network, start: int, end: int, limit: int) -> list[str]:
+    """The range's top is taken: the first address of each of its lowest `limit` gaps (the
+    range's first address, if free, then each lease's next address that is no lease).
+
+    Asked of the index in order, so it reads the leases below the lowest gaps, not all of
+    them: the gaps a long-lived network has are its oldest instances', near the bottom.
+    One candidate per gap is enough: on a clash the allocation reads again (and a gap's
+    next address is the next gap start then)."""
+    first_taken = select(NetworkInterface.id).where(
+        col(NetworkInterface.network_id) == network.id, col(NetworkInterface.ip_number) == start
+    )
+    found = [] if session.exec(first_taken).first() is not None else [start]
+    gaps = _GAPS_POSTGRESQL if session.get_bind().dialect.name == "postgresql" else _GAPS_SQLITE
+    values = {"network_id": network.id, "start": start, "end": end, "limit": limit}
+    found += session.exec(gaps, params=values).all()
+    return [_address(number) for number in found[:limit]]
+
+
+def _gaps_by_missing_follower() -> SelectOfScalar[int]:
+    """Each lease whose next address is no lease (SQLite: an index probe per lease read,
+    1.5-2 ms for 32 gaps among 20,000 leases, where its window functions read them all)."""
+    lease, follower = aliased(NetworkInterface, name="lease"), aliased(NetworkInterface)
+    network_id: sa.BindParameter[str] = sa.bindparam("network_id")
+    next_number = col(lease.ip_number) + 1
+    followed = (
+        select(follower.id)
+        .where(col(follower.network_id) == network_id)
+        .where(col(follower.ip_number) == next_number)
+    )
+    return (
+        select(next_number)
+        .where(col(lease.network_id) == network_id)
+        .where(col(lease.ip_number) >= sa.bindparam("start"))
+        .where(col(lease.ip_number) < sa.bindparam("end"))
+        .where(~followed.exists())
+        .order_by(col(lease.ip_number))
+        .limit(sa.bindparam("limit"))
+    )
+
+
+def _gaps_by_next_lease() -> SelectOfScalar[int]:
+    """Each lease whose next lease is more than one address up (PostgreSQL: one pass of the
+    index that stops at the limit, 1.5-2 ms for 32 gaps among 20,000 leases, where it ran
+    the follower probe as an anti-join, 5 ms). The range's last lease has no next one: it is
+    the range's last address, taken."""
+    number = col(NetworkInterface.ip_number)
+    leases = (
+        select(number.label("number"), sa.func.lead(number).over(order_by=number).label("next"))
+        .where(col(NetworkInterface.network_id) == sa.bindparam("network_id"))
+        .where(number.between(sa.bindparam("start"), sa.bindparam("end")))
+        .subquery()
+    )
+    return (
+        select(leases.c.number + 1)
+        .where(leases.c.next > leases.c.number + 1)
+        .order_by(leases.c.number)
+        .limit(sa.bindparam("limit"))
+    )
+
+
+# Built once: the statements are the same for every network (parameters: network_id,
+# start, end, limit).
+_GAPS_SQLITE = _gaps_by_missing_follower()
+_GAPS_POSTGRESQL = _gaps_by_next_lease()
 
 
 def allocate_interface(
