@@ -266,5 +266,5 @@ def _state_mix(session: Session) -> None:
                     sa.update(Job).where(col(Job.instance_id).in_(part)).values(state=JobState.done)
                 )
             if state in GONE_STATES:  # as compare_and_set leaves a gone one
-                session.execute(mark_memberships(part, live=False))
+                mark_memberships(session, part, live=False)
     session.commit()

@@ -172,7 +172,7 @@ class HostDriver(NetworkSteps, StreamSteps, KvmProbeSteps):
         try:
             return lookup(connection, spec.name)
         except NotFoundOnHost:
-            return Guest(connection.defineXML(designer.domain(spec).to_xml()))
+            return Guest(connection.defineXML(designer.domain(spec).to_xml()), defined_now=True)
 
     @translated
     def guest(self, name: str) -> Guest:

@@ -36,8 +36,11 @@ _FAULT_PAUSES = {
 
 
 class Guest:
-    def __init__(self, domain: libvirt.virDomain) -> None:
+    def __init__(self, domain: libvirt.virDomain, defined_now: bool = False) -> None:
         self._domain = domain
+        # Defined by this call from a whole spec (HostDriver.ensure_domain): its definition
+        # has everything the spec asked for, so there is nothing to converge.
+        self.defined_now = defined_now
 
     def __repr__(self) -> str:
         return f"<Guest {self.name}>"

@@ -223,21 +223,37 @@ def finish_in(session: Session, job: Job) -> None:
     ends in that commit, not in one of its own (the worker then leaves it be)."""
     assert job.lease_owner is not None, "a claimed job"
     # Core, on the session's connection: the job is not one of the session's objects.
-    session.connection().execute(_closing(job.id, job.lease_owner, JobState.done, ""))
+    session.connection().execute(_CLOSING, _closing(job.id, job.lease_owner, JobState.done, ""))
 
 
 def _close(engine: sa.Engine, job_id: str, owner: str, state: JobState, error: str) -> None:
     with engine.begin() as connection:
-        connection.execute(_closing(job_id, owner, state, error))
+        connection.execute(_CLOSING, _closing(job_id, owner, state, error))
 
 
-def _closing(job_id: str, owner: str, state: JobState, error: str) -> sa.Update:
-    return (
-        sa.update(Job)
-        .where(col(Job.id) == job_id)
-        .where(col(Job.lease_owner) == owner)
-        .values(state=state, lease_expires_at=None, last_error=error[:2048], updated_at=utcnow())
+def _closing(job_id: str, owner: str, state: JobState, error: str) -> dict[str, object]:
+    """_CLOSING's parameters."""
+    return {
+        "job_id": job_id,
+        "owner": owner,
+        "new_state": state,
+        "error": error[:2048],
+        "now": utcnow(),
+    }
+
+
+_jobs = Job.__table__  # type: ignore[attr-defined]
+_CLOSING = (  # built once: every job ends with it
+    sa.update(_jobs)
+    .where(_jobs.c.id == sa.bindparam("job_id"))
+    .where(_jobs.c.lease_owner == sa.bindparam("owner"))
+    .values(
+        state=sa.bindparam("new_state", type_=_jobs.c.state.type),
+        lease_expires_at=None,
+        last_error=sa.bindparam("error", type_=_jobs.c.last_error.type),
+        updated_at=sa.bindparam("now", type_=_jobs.c.updated_at.type),
     )
+)
 
 
 def pending_for(session: Session, instance_id: str) -> list[Job]:

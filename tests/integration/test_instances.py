@@ -174,6 +174,33 @@ class TestLifecycle:
         cloud.wait_for(instance_id, "stopped")
         assert not domain.isActive()
 
+    def test_a_start_gives_a_domain_defined_before_screens_its_screen(self, cloud: Cloud) -> None:
+        """A launch defines its domain whole and does not read it back; a start finds the
+        domain defined earlier and converges it (here: one made before vdc had screens)."""
+        instance_id = cloud.wait_for(cloud.launch()["id"], "running")["id"]
+        connection = POOL.get(cloud.host_uri)
+
+        def screens() -> list[str | None]:
+            flags = libvirt.VIR_DOMAIN_XML_INACTIVE
+            root = ET.fromstring(connection.lookupByName(instance_id).XMLDesc(flags))
+            return [g.get("type") for g in root.iter("graphics")]
+
+        assert screens() == ["vnc"]  # the launch's definition had it from the spec
+        cloud.action(instance_id, "stop")
+        cloud.wait_for(instance_id, "stopped")
+        flags = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
+        root = ET.fromstring(connection.lookupByName(instance_id).XMLDesc(flags))
+        devices = root.find("devices")
+        assert devices is not None
+        for node in [*devices.findall("graphics"), *devices.findall("video")]:
+            devices.remove(node)
+        connection.defineXML(ET.tostring(root, encoding="unicode"))
+        assert screens() == []
+
+        cloud.action(instance_id, "start")
+        cloud.wait_for(instance_id, "running")
+        assert screens() == ["vnc"]
+
     def test_stop_asks_the_guest_to_shut_down_and_its_domain_is_off(
         self, cloud: Cloud, monkeypatch: pytest.MonkeyPatch
     ) -> None:

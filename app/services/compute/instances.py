@@ -354,7 +354,7 @@ def force_state(session: Session, instance_id: str, state: InstanceState, reason
     _set_state(instance, state, reason or f"forced to {state} by an operator")
     session.add(instance)
     # Forced back from terminated, it is a member of its groups again (and the other way).
-    session.execute(mark_memberships([instance.id], live=state not in GONE_STATES))
+    mark_memberships(session, [instance.id], live=state not in GONE_STATES)
     session.commit()
     return instance
 

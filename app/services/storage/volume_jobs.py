@@ -174,15 +174,17 @@ def fail_volume(ctx: JobContext, volume_id: str, reason: str) -> None:
 def data_volumes_of(ctx: JobContext, instance_id: str) -> list[Volume]:
     """The volumes (root excluded) an instance's domain should have."""
     with ctx.session() as session:
-        return list(
-            session.exec(
-                select(Volume)
-                .where(Volume.instance_id == instance_id)
-                .where(col(Volume.boot).is_(False))
-                .where(col(Volume.state).not_in((VolumeState.deleting, VolumeState.deleted)))
-                .order_by(col(Volume.device))
-            )
-        )
+        return list(session.exec(_DATA_VOLUMES, params={"instance_id": instance_id}))
+
+
+# Built once: every launch asks. Parameter: instance_id.
+_DATA_VOLUMES = (
+    select(Volume)
+    .where(col(Volume.instance_id) == sa.bindparam("instance_id"))
+    .where(col(Volume.boot).is_(False))
+    .where(col(Volume.state).not_in((VolumeState.deleting, VolumeState.deleted)))
+    .order_by(col(Volume.device))
+)
 
 
 def finish_launch(session: Session, instance_id: str) -> None:
@@ -190,12 +192,20 @@ def finish_launch(session: Session, instance_id: str) -> None:
     caller's transaction, the one that makes the instance `running`). A core UPDATE on the
     session's connection: the ORM's would look for the volumes among the session's objects
     to update them too, and the caller holds none."""
-    session.connection().execute(
-        sa.update(Volume)
-        .where(col(Volume.instance_id) == instance_id)
-        .where(col(Volume.state) == VolumeState.attaching)
-        .values(state=VolumeState.attached, attached_at=utcnow(), updated_at=utcnow())
+    session.connection().execute(_FINISH_LAUNCH, {"of_instance": instance_id, "now": utcnow()})
+
+
+_volumes = Volume.__table__  # type: ignore[attr-defined]
+_FINISH_LAUNCH = (  # built once: every launch ends with it
+    sa.update(_volumes)
+    .where(_volumes.c.instance_id == sa.bindparam("of_instance"))
+    .where(_volumes.c.state == VolumeState.attaching)
+    .values(
+        state=VolumeState.attached,
+        attached_at=sa.bindparam("now", type_=_volumes.c.attached_at.type),
+        updated_at=sa.bindparam("now", type_=_volumes.c.updated_at.type),
     )
+)
 
 
 def fail_launch(ctx: JobContext, instance_id: str, reason: str) -> None:

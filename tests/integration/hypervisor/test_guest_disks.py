@@ -79,3 +79,14 @@ def test_a_domain_defined_without_filters_gets_them_for_its_next_boot(
     assert after.interfaces[0] == designer.interface(guarded)
     assert after.instance is not None  # the rest of the definition is untouched
     assert [d.target_dev for d in after.disks] == ["vda"]
+
+
+def test_ensure_domain_says_whether_it_defined_the_domain_now(tmp_path: Path) -> None:
+    """A launch converges (reads back and redefines) only a domain defined before it: one
+    defined now from the whole spec has nothing to catch up on."""
+    node = tmp_path / "node.xml"
+    node.write_text("<node/>\n")
+    driver = HostDriver(f"test://{node}")
+    assert driver.ensure_domain(TEST_DOMAIN).defined_now
+    assert not driver.ensure_domain(TEST_DOMAIN).defined_now  # found: the job ran before
+    assert not driver.guest(TEST_DOMAIN.name).defined_now
