@@ -84,17 +84,21 @@ def list_hosts(
 
 def usage(session: Session, host_ids: list[str]) -> dict[str, tuple[int, int]]:
     """host id -> (cpu cores, MiB) held by its instances."""
-    rows = session.exec(
-        select(
-            Instance.host_node_id,
-            sa.func.sum(Instance.cpu_cores),
-            sa.func.sum(Instance.memory_size),
-        )
-        .where(col(Instance.host_node_id).in_(host_ids))
-        .where(col(Instance.state).in_(HOLDING_STATES))
-        .group_by(Instance.host_node_id)
-    ).all()
+    rows = session.exec(_USAGE, params={"host_ids": host_ids}).all()
     return {host_id: (int(cpu or 0), int(mem or 0)) for host_id, cpu, mem in rows if host_id}
+
+
+# Built once: every launch's placement asks. Parameter: host_ids.
+_USAGE = (
+    select(
+        Instance.host_node_id,
+        sa.func.sum(Instance.cpu_cores),
+        sa.func.sum(Instance.memory_size),
+    )
+    .where(col(Instance.host_node_id).in_(sa.bindparam("host_ids", expanding=True)))
+    .where(col(Instance.state).in_(HOLDING_STATES))
+    .group_by(Instance.host_node_id)
+)
 
 
 def public(session: Session, hosts: list[HostNode]) -> list[HostNodePublic]:

@@ -19,15 +19,14 @@ from app.services.hosts import get_host, usage
 PLACEMENT_LOCK = threading.Lock()
 
 
+_AVAILABLE = (  # built once: every launch asks
+    select(HostNode).where(col(HostNode.enabled)).where(col(HostNode.status) == HostStatus.online)
+)
+
+
 def available_hosts(session: Session) -> list[HostNode]:
     """Hosts that take new instances and volumes: enabled and online. Conflict if none."""
-    hosts = list(
-        session.exec(
-            select(HostNode)
-            .where(col(HostNode.enabled))
-            .where(HostNode.status == HostStatus.online)
-        )
-    )
+    hosts = list(session.exec(_AVAILABLE))
     if not hosts:
         raise Conflict("no host is available: none is registered, enabled and online")
     return hosts

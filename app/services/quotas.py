@@ -68,27 +68,32 @@ def limits(session: Session, settings: Settings, account_id: str) -> dict[str, i
     }
 
 
+# Built once: every launch asks. Parameter: account.
+_INSTANCES_HELD = (
+    select(
+        sa.func.count(),
+        sa.func.coalesce(sa.func.sum(Instance.cpu_cores), 0),
+        sa.func.coalesce(sa.func.sum(Instance.memory_size), 0),
+    )
+    .where(col(Instance.account_id) == sa.bindparam("account"))
+    .where(col(Instance.state).not_in(GONE_STATES))
+)
+_VOLUMES_HELD = (
+    select(sa.func.coalesce(sa.func.sum(Volume.size), 0))
+    .where(col(Volume.account_id) == sa.bindparam("account"))
+    .where(col(Volume.state).not_in(RELEASED_VOLUMES))
+)
+
+
 def usage(session: Session, account_id: str, names: Iterable[str] = QUOTAS) -> Numbers:
     """What the account holds now, in each quota's unit (GiB ones may have a fraction)."""
     wanted = set(names)
     used: Numbers = {}
     if wanted & {"instances", "cores", "memory_mib"}:
-        count, cores, memory = session.exec(
-            select(
-                sa.func.count(),
-                sa.func.coalesce(sa.func.sum(Instance.cpu_cores), 0),
-                sa.func.coalesce(sa.func.sum(Instance.memory_size), 0),
-            )
-            .where(Instance.account_id == account_id)
-            .where(col(Instance.state).not_in(GONE_STATES))
-        ).one()
+        count, cores, memory = session.exec(_INSTANCES_HELD, params={"account": account_id}).one()
         used.update(instances=int(count), cores=int(cores), memory_mib=int(memory))
     if "volume_gib" in wanted:
-        size = session.scalar(
-            select(sa.func.coalesce(sa.func.sum(Volume.size), 0))
-            .where(Volume.account_id == account_id)
-            .where(col(Volume.state).not_in(RELEASED_VOLUMES))
-        )
+        size = session.scalar(_VOLUMES_HELD, params={"account": account_id})
         used["volume_gib"] = int(size or 0) / GIB  # exact: a power of two
     if wanted & {"images", "image_gib"}:
         count, size = session.exec(

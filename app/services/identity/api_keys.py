@@ -43,15 +43,19 @@ def issue(session: Session, account: Account, name: str = "") -> tuple[ApiKey, s
     return row, key
 
 
+# Built once: every API request asks. Parameter: hash.
+_BY_HASH = (
+    select(ApiKey, Account)
+    .join(Account, col(Account.id) == ApiKey.account_id)
+    .where(col(ApiKey.key_hash) == sa.bindparam("hash"))
+)
+
+
 def authenticate(session: Session, key: str) -> tuple[ApiKey, Account]:
     """The key's row and account; Unauthorized (saying why) when it may not act."""
     found = None
     if key.startswith(KEY_PREFIX):
-        found = session.exec(
-            select(ApiKey, Account)
-            .join(Account, col(Account.id) == ApiKey.account_id)
-            .where(ApiKey.key_hash == hash_key(key))
-        ).first()
+        found = session.exec(_BY_HASH, params={"hash": hash_key(key)}).first()
     if found is None:
         raise Unauthorized("invalid API key")
     api_key, account = found
