@@ -21,6 +21,7 @@ from app.ids import new_id
 from app.models import Job
 from app.models.common import utcnow
 from app.models.job import JobState
+from app.services import inserts
 
 MAX_ATTEMPTS = 5
 
@@ -45,11 +46,11 @@ def enqueue(
         image_id=image_id,
         security_group_id=security_group_id,
     )
-    session.add(job)
     if delay:  # not runnable at the commit: the workers' poll finds it once it is
         job.run_after = job.created_at + timedelta(seconds=delay)
     else:
         session.info[_QUEUED] = session.info.get(_QUEUED, 0) + 1
+    inserts.insert(session, job)  # now, in the caller's transaction (not tracked: see there)
     return job
 
 

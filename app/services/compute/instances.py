@@ -39,7 +39,7 @@ from app.models.instance import (
 )
 from app.models.job import JobState
 from app.models.volume import GIB
-from app.services import access, host_uris, jobs, quotas
+from app.services import access, host_uris, inserts, jobs, quotas
 from app.services.compute.instance_table import SORTABLE
 from app.services.hypervisors import driver_for
 from app.services.listing import PageRequest
@@ -229,8 +229,7 @@ def _launch(
                 image.metadata_drive if body.metadata_drive is None else body.metadata_drive
             ),
         )
-        session.add(instance)
-        session.flush()
+        inserts.insert(session, instance)
         interface = addresses.allocate_interface(session, instance.id, network, candidates=free)
         security_groups.join(session, instance.id, groups)
         volumes.add_launch_volumes(session, settings, instance, image, body.volumes)

@@ -19,6 +19,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from app.errors import Conflict
 from app.ids import new_id
 from app.models import Network, NetworkInterface
+from app.services import inserts
 
 MAC_PREFIX = "52:54:00"  # the locally administered range KVM guests use
 _ATTEMPTS = 64
@@ -155,8 +156,7 @@ def allocate_interface(
         )
         savepoint = session.begin_nested()
         try:
-            session.add(interface)
-            session.flush()
+            inserts.insert(session, interface)
         except IntegrityError:
             savepoint.rollback()
             continue

@@ -34,7 +34,7 @@ from app.models.security_group import (
     SecurityGroupPublic,
     SecurityGroupUpdate,
 )
-from app.services import access, quotas
+from app.services import access, inserts, quotas
 from app.services.listing import PageRequest
 from app.services.network import filter_jobs, rule_text
 from app.services.network.rule_text import Rule, RuleError
@@ -220,7 +220,9 @@ def groups_for_launch(
 
 
 def join(session: Session, instance_id: str, groups: list[SecurityGroup]) -> None:
-    session.add_all(InstanceSecurityGroup(instance_id=instance_id, group_id=g.id) for g in groups)
+    inserts.insert(
+        session, *(InstanceSecurityGroup(instance_id=instance_id, group_id=g.id) for g in groups)
+    )
 
 
 def group_ids_of(session: Session, instance_ids: list[str]) -> dict[str, list[str]]:

@@ -29,7 +29,7 @@ from app.models.volume import (
     VolumeUpdate,
     volume_devices,
 )
-from app.services import access, jobs, placement, quotas
+from app.services import access, inserts, jobs, placement, quotas
 from app.services.listing import PageRequest
 from app.services.state_changes import compare_and_set
 
@@ -262,7 +262,7 @@ def add_launch_volumes(
                 delete_on_termination=wanted.delete_on_termination,
             )
         )
-    session.add_all(made)
+    inserts.insert(session, *made)
     return made
 
 
