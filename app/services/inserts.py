@@ -16,8 +16,8 @@ from sqlmodel import Session, SQLModel
 
 
 def insert(session: Session, *rows: SQLModel) -> None:
-    """INSERTs the rows now, in the session's transaction, one statement per table, in the
-    order of their first row (parents before children)."""
+    """INSERTs the rows now, in the session's transaction: one statement per table, the
+    tables in the order of their first row (so give a parent before its children)."""
     session.flush()  # objects the session holds go first: a row here may refer to them
     by_table: dict[sa.Table, list[dict[str, object]]] = {}
     for row in rows:
