@@ -67,6 +67,8 @@ class HostShell:
             )
         except subprocess.TimeoutExpired as error:
             raise HostUnreachable(f"{argv[0]} on the host took over {timeout:g}s") from error
+        except FileNotFoundError as error:  # this host's own program (ssh: exit status 127)
+            raise HypervisorError(f"{argv[0]}: not installed on the host") from error
         if result.returncode == _SSH_UNREACHABLE and not self.is_local:
             raise HostUnreachable(f"ssh: {_last_line(result.stderr)}")
         if result.returncode != 0:

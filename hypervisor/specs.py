@@ -71,12 +71,14 @@ class InterfaceSpec:
 
 @dataclass(frozen=True)
 class FilterRuleSpec:
-    """Inbound traffic to accept: tcp/udp ports, icmp type/code (-1: any), or any."""
+    """Inbound traffic to accept: tcp/udp ports, icmp type/code (-1: any), or any; from a
+    CIDR, or from a security group's members (the host's ipset of their addresses)."""
 
     protocol: str  # "tcp", "udp", "icmp", "any"
     from_port: int = -1
     to_port: int = -1
-    cidr: str = "0.0.0.0/0"  # the source
+    cidr: str = "0.0.0.0/0"  # the source, unless source_group names one
+    source_group: str | None = None  # e.g. "sg-4kx9a0qz" (protocol "any" only): member_sets.py
 
 
 @dataclass(frozen=True)

@@ -5,14 +5,15 @@
 set -euo pipefail
 
 # libvirt-daemon-config-nwfilter brings clean-traffic and the other filters vdc's security
-# group filters build on; iptables brings ebtables-nft, which libvirt's nwfilter runs.
+# group filters build on; iptables brings ebtables-nft, which libvirt's nwfilter runs;
+# ipset keeps each security group's member addresses, which the filters match.
 # libguestfs-tools: `vdc-manage image prepare` edits images offline with guestfish.
 # syslinux, mtools, dosfstools, fdisk: the disk of the guest that probes whether KVM works;
 # mtools, dosfstools, fdisk also build instances' metadata drives (no mounting).
 # openssh-client: the bridge and VXLAN steps on other hosts run over ssh.
 packages=(
   qemu-utils qemu-system-x86 libvirt-daemon-system libvirt-daemon-config-nwfilter
-  libvirt-clients libvirt-dev pkg-config dnsmasq-base dnsmasq-utils iptables gcc
+  libvirt-clients libvirt-dev pkg-config dnsmasq-base dnsmasq-utils iptables ipset gcc
   python3-dev python3-venv iproute2 util-linux libguestfs-tools
   syslinux syslinux-common mtools dosfstools fdisk openssh-client
 )

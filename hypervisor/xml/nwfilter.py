@@ -11,6 +11,8 @@ from hypervisor.xml.base import optional_text, parse, parse_int, required_attr, 
 _MATCH_ATTRIBUTES = (
     "srcipaddr",
     "srcipmask",
+    "ipset",
+    "ipsetflags",
     "srcportstart",
     "srcportend",
     "dstportstart",
@@ -18,6 +20,7 @@ _MATCH_ATTRIBUTES = (
     "type",
     "code",
 )
+_TEXT_ATTRIBUTES = ("srcipaddr", "ipset", "ipsetflags")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class FilterRule:
     dstportend: int | None = None
     type: int | None = None  # icmp
     code: int | None = None  # icmp
+    ipset: str | None = None  # a kernel ipset kept outside libvirt (hypervisor/member_sets.py)
+    ipsetflags: str | None = None  # which address it matches: "src", "dst", "src,dst"
 
     def to_element(self) -> ET.Element:
         rule = ET.Element("rule", action=self.action, direction=self.direction)
@@ -47,19 +52,19 @@ class FilterRule:
     @classmethod
     def from_element(cls, node: ET.Element) -> FilterRule:
         match = node[0] if len(node) else ET.Element("all")
-        numbers = {}
+        values: dict[str, object] = {}
         for name in _MATCH_ATTRIBUTES:
             value = match.get(name)
-            if value is not None and name != "srcipaddr":
-                numbers[name] = parse_int(value, f"<{match.tag} {name}>")
+            if value is not None:
+                text = name in _TEXT_ATTRIBUTES
+                values[name] = value if text else parse_int(value, f"<{match.tag} {name}>")
         priority = node.get("priority")
         return cls(
             action=required_attr(node, "action"),
             direction=required_attr(node, "direction"),
             protocol=match.tag,
             priority=None if priority is None else parse_int(priority, "<rule priority>"),
-            srcipaddr=match.get("srcipaddr"),
-            **numbers,
+            **values,  # type: ignore[arg-type]  # each typed as its attribute is above
         )
 
 

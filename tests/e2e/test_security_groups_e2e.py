@@ -97,6 +97,20 @@ def test_spoofing_is_blocked_and_groups_decide_who_gets_in(e2e: E2E) -> None:
     assert rc == 0 and "UP" in output, output
     assert fetch(e2e, b, url) == "served-by-a"
     assert fetch(e2e, c, url) == ""
+    # B and C reach each other through "peers": their filters match the host's set of the
+    # group's member addresses, which holds theirs and not A's.
+    listed = e2e.in_namespace("ipset", "list", f"vdc-{peers['id']}").split()
+    assert {b["ip_address"], c["ip_address"]} <= set(listed), listed
+    assert a["ip_address"] not in listed, listed
+    rc, output = e2e.run_in_guest(
+        b["id"],
+        b["ip_address"],
+        "mkdir -p /www && echo served-by-b > /www/index.html && httpd -p 8081 -h /www && echo UP",
+    )
+    assert rc == 0 and "UP" in output, output
+    peer_url = f"http://{b['ip_address']}:8081/index.html"
+    assert fetch(e2e, c, peer_url) == "served-by-b"  # a peer: in the set
+    assert fetch(e2e, a, peer_url) == ""  # no peer: B's groups admit only ICMP from it
     opened = e2e.api.patch(
         f"/api/v1/security_groups/{server['id']}",
         json={

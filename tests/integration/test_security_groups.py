@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +48,26 @@ def create(cloud: Cloud, key: str, **body: Any) -> dict[str, Any]:
 
 
 def rules_of(engine: sa.Engine, instance_id: str) -> set[FilterRuleSpec]:
+    """What the instance's filter lets in: a rule from a group as one rule per member
+    address (the filter matches the host's set of them, which holds these)."""
     with Session(engine) as session:
         specs = nwfilters.filter_specs(session, instance_id)
-    assert len(specs) == 1
-    return set(specs[0][1].rules)
+        assert len(specs) == 1
+        spec = specs[0][1]
+        sets = nwfilters.member_sets(session, [spec])
+    return {
+        replace(rule, cidr=f"{address}/32", source_group=None)
+        for rule in spec.rules
+        if rule.source_group is not None
+        for address in sets[rule.source_group]
+    } | {rule for rule in spec.rules if rule.source_group is None}
+
+
+def filter_rules(engine: sa.Engine, instance_id: str) -> set[FilterRuleSpec]:
+    """The rules of the instance's filter itself."""
+    with Session(engine) as session:
+        ((_, spec),) = nwfilters.filter_specs(session, instance_id)
+    return set(spec.rules)
 
 
 def filter_jobs_done(
@@ -263,9 +280,14 @@ class TestMembershipAndFilters:
             FilterRuleSpec("any", -1, -1, f"{second['ip_address']}/32"),
         }
         assert rules_of(engine, second["id"]) == both
-        # The first instance's filter was rebuilt when the second joined its group.
+        # The first instance's set of members holds the second once its group's job ran;
+        # its filter itself names the group, so it stays as it was.
         filter_jobs_done(engine, first["id"], at_least=1)
         assert rules_of(engine, first["id"]) == both
+        for member in (first, second):
+            assert filter_rules(engine, member["id"]) == {
+                FilterRuleSpec("any", -1, -1, source_group=default["id"])
+            }
         # Another account's instance is no member of alice's default group.
         bob = cloud.keys.new("bob")
         stranger = cloud.wait_for(cloud.launch(bob)["id"], "running", key=bob)
@@ -273,7 +295,7 @@ class TestMembershipAndFilters:
         assert rules_of(engine, stranger["id"]) == {
             FilterRuleSpec("any", -1, -1, f"{stranger['ip_address']}/32")
         }
-        # A terminated member's address is taken out of the others' filters.
+        # A terminated member's address is taken out of the others' sets.
         cloud.client.delete(f"/api/v1/instances/{second['id']}", headers=bearer(alice))
         cloud.wait_for(second["id"], "terminated", key=alice)
         filter_jobs_done(engine, first["id"], at_least=2)
@@ -299,7 +321,7 @@ class TestMembershipAndFilters:
             FilterRuleSpec("tcp", 8080, 8080, f"{b['ip_address']}/32")
         }
 
-        # c joins "members": a's filter now admits c too.
+        # c joins "members": a's filter (its set of members) now admits c too.
         joined = cloud.client.patch(
             f"/api/v1/instances/{c['id']}",
             json={"security_group_ids": [members["id"]]},

@@ -75,7 +75,7 @@ def ensure_filters(ctx: JobContext, loaded: Loaded) -> dict[str, str]:
     if not loaded.driver.has_nwfilter():  # libvirt's test driver: nothing to define
         return {nic.id: nwfilters.filter_name(nic) for nic, _ in loaded.interfaces}
     assert loaded.host is not None
-    return host_filters.ensure_for_instance(ctx, loaded.host.id, loaded.driver, loaded.instance.id)
+    return host_filters.ensure_for_instance(ctx, loaded.host, loaded.driver, loaded.instance.id)
 
 
 def ensure_running(ctx: JobContext, loaded: Loaded, owner: str) -> None:
