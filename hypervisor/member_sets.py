@@ -3,8 +3,8 @@ groups naming it as their source match against (nwfilter's `ipset` attribute, on
 rule: libvirt 9.0 drops it from tcp, udp and icmp rules, see app/services/network/nwfilters).
 
 Why a set, not one filter rule per member: libvirt re-instantiates every interface whose
-filter changed, about 150 ebtables/iptables commands each (1-2 s on a test host). With the
-members written into the filters, each launch into a group rebuilt the filter of every
+filter changed, over a hundred ebtables/iptables commands each (1-2 s on a test host). With
+the members written into the filters, each launch into a group rebuilt the filter of every
 member, so the N-th launch cost N re-instantiations. A member coming or going now changes
 the set alone, in one `ipset restore`; the filters stay as they are.
 
