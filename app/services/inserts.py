@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel
 
 
@@ -27,6 +28,29 @@ def insert(session: Session, *rows: SQLModel) -> None:
         session.execute(_statement(table), values)
 
 
+def insert_unless_taken(session: Session, row: SQLModel) -> bool:
+    """INSERTs the row unless one of its unique values is taken (then nothing, and False):
+    `INSERT ... ON CONFLICT DO NOTHING`, so a clash costs no savepoint to roll back to."""
+    session.flush()
+    table: sa.Table = row.__table__  # type: ignore[attr-defined]
+    dialect = session.get_bind().dialect.name
+    values = {c.key: getattr(row, c.key) for c in table.c}
+    # RETURNING, not the rowcount: psycopg's is -1 here, written or not.
+    return session.execute(_unless_taken(table, dialect), values).first() is not None
+
+
 @functools.cache
 def _statement(table: sa.Table) -> sa.Insert:
     return sa.insert(table)
+
+
+@functools.cache
+def _unless_taken(table: sa.Table, dialect: str) -> sa.Insert:
+    statement: sa.Insert
+    if dialect == "postgresql":
+        statement = postgresql.insert(table).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        statement = sqlite.insert(table).on_conflict_do_nothing()
+    else:
+        raise ValueError(f"no INSERT ... ON CONFLICT for {dialect}")
+    return statement.returning(*table.primary_key.columns)

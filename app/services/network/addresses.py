@@ -11,7 +11,6 @@ import secrets
 import socket
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
@@ -154,14 +153,9 @@ def allocate_interface(
             ip_address=ip,
             ip_number=address_number(ip),
         )
-        savepoint = session.begin_nested()
-        try:
-            inserts.insert(session, interface)
-        except IntegrityError:
-            savepoint.rollback()
-            continue
-        savepoint.commit()
-        return interface
+        # Taken meanwhile (the address or the MAC, by another launch): try another.
+        if inserts.insert_unless_taken(session, interface):
+            return interface
     raise Conflict(
         f"could not allocate an address on network {network.id}; too many launches at once, retry"
     )
