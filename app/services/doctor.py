@@ -2,9 +2,9 @@
 what the database says they should.
 
 Two kinds of difference:
-- orphan: something on a host (a domain, a volume, a DHCP entry or lease, a filter) or in the data
-  dir (an image file, a console log, a metadata drive) that no live database row accounts
-  for;
+- orphan: something on a host (a domain, a volume, a DHCP entry or lease, a filter, a
+  member set) or in the data dir (an image file, a console log, a metadata drive) that no
+  live database row accounts for;
 - missing: a live row whose thing is not there. Only settled rows are checked for this
   (an instance `running` or `stopped`, a volume `available` or `attached` to nothing or to
   a settled instance): a row in a transition may be waiting for its job to make or remove it.
@@ -37,6 +37,7 @@ from app.services.network.networks import libvirt_name
 from app.services.storage import pools
 from hypervisor.driver import HostDriver
 from hypervisor.errors import HypervisorError, NotFoundOnHost
+from hypervisor.member_sets import MemberSets, set_name
 from hypervisor.segments import SegmentSteps
 
 SETTLED_INSTANCE = (InstanceState.running, InstanceState.stopped)
@@ -46,7 +47,7 @@ SETTLED_VOLUME = (VolumeState.available, VolumeState.attached)
 @dataclass(frozen=True, order=True)
 class Finding:
     where: str  # a host's name, or "data dir"
-    kind: str  # domain, volume, dhcp, lease, filter, image file, console log, host
+    kind: str  # domain, volume, dhcp, lease, filter, member set, image file, console log, host
     name: str
     problem: str  # "orphan", "missing" or what went wrong
 
@@ -70,6 +71,7 @@ def _look(session: Session, settings: Settings) -> list[Finding]:
                 found.extend(_examine_image_copies(session, host, driver))
             if not driver.is_test():
                 found.extend(_examine_segments(session, settings, host))
+                found.extend(_examine_member_sets(session, settings, host))
         except HypervisorError as error:
             found.append(Finding(host.name, "host", host.uri, f"cannot examine: {error}"))
     found.extend(_examine_data_dir(session, settings))
@@ -205,6 +207,21 @@ def _examine_segments(session: Session, settings: Settings, host: HostNode) -> l
             for ip in sorted(want - have)
         ]
     return found
+
+
+def _examine_member_sets(session: Session, settings: Settings, host: HostNode) -> list[Finding]:
+    """The host's ipsets of security groups' members against the groups its guests' filters
+    name (network/nwfilters.py): one no filter wants, or one a running guest's filter
+    matches and the host lacks (its guest admits none of the group then)."""
+    wanted = {set_name(g) for g in nwfilters.source_groups_on(session, host.id)}
+    running = nwfilters.source_groups_on(session, host.id, (InstanceState.running,))
+    present = set(MemberSets(shell_for(settings, host)).names())
+    return [
+        Finding(host.name, "member set", name, "orphan") for name in sorted(present - wanted)
+    ] + [
+        Finding(host.name, "member set", name, "missing")
+        for name in sorted({set_name(g) for g in running} - present)
+    ]
 
 
 def _live(session: Session) -> dict[str, Instance]:

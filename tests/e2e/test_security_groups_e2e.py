@@ -186,6 +186,8 @@ touch /tmp/l && udhcpd /tmp/d.conf && echo ROGUE-UP
     filters = e2e.virsh("nwfilter-list")
     for instance in (a, b, c):
         assert instance["interfaces"][0]["id"] not in filters  # removed with the instance
+    # And the set of the peers' addresses with its last member on the host.
+    assert f"vdc-{peers['id']}" not in e2e.in_namespace("ipset", "list", "-n").split()
     assert e2e.api.delete(f"/api/v1/security_groups/{server['id']}").status_code == 204
 
 

@@ -173,6 +173,13 @@ def test_guests_on_two_hosts_are_one_network(dc: E2E) -> None:
         ],
     )
     run_on(dc, "node2", "bridge", "fdb", "append", *flood)
+    # A security group's member set no guest's filter there matches: an orphan.
+    run_on(dc, "node2", "ipset", "create", "vdc-sg-stray000", "hash:ip")
+    assert dc.doctor() == (
+        1,
+        [{"where": "node2", "kind": "member set", "name": "vdc-sg-stray000", "problem": "orphan"}],
+    )
+    run_on(dc, "node2", "ipset", "destroy", "vdc-sg-stray000")
 
     # --- (2) the image went to node2 once; an image nobody launched went nowhere -----------
     image = dc.get(f"/api/v1/images/{dc.image_id}")

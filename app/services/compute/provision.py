@@ -194,7 +194,8 @@ def tear_down(ctx: JobContext, loaded: Loaded) -> None:
         driver.delete_volume(INSTANCE_POOL, root_volume_name(instance.id))
         metadata_drive.remove(ctx.settings, driver, instance.id)
         pools.delete_console_log(ctx.settings, driver, instance.id)
-        host_filters.delete_for_instance(loaded.host.id, driver, (n for n, _ in loaded.interfaces))
+        nics = (n for n, _ in loaded.interfaces)
+        host_filters.delete_for_instance(ctx, loaded.host, driver, nics)
         for nic, network in loaded.interfaces:
             entry = DhcpHost(nic.mac_address, nic.ip_address)
             fabric.remove_dhcp_entry(ctx, network, loaded.host, entry)

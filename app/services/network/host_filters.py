@@ -51,12 +51,17 @@ def ensure_for_instance(
 
 
 def delete_for_instance(
-    host_id: str, driver: HostDriver, interfaces: Iterable[NetworkInterface]
+    ctx: JobContext, host: HostNode, driver: HostDriver, interfaces: Iterable[NetworkInterface]
 ) -> None:
-    """Removes the interfaces' filters (the domain using them is gone)."""
-    with _lock(host_id):
+    """Removes the interfaces' filters (the domain using them is gone), then the host's
+    member sets that no filter wanted there matches any more (its last member there of a
+    group naming them was this one)."""
+    if not driver.has_nwfilter():
+        return
+    with _lock(host.id):
         for nic in interfaces:
             driver.delete_filter(nwfilters.filter_name(nic))
+        _collect_sets(ctx, host)
 
 
 def run_group_job(ctx: JobContext, job: Job) -> None:
@@ -107,9 +112,10 @@ def _ensure_sets(ctx: JobContext, host: HostNode, sets: dict[str, list[str]]) ->
 
 def _collect_sets(ctx: JobContext, host: HostNode) -> None:
     """Destroys the host's member sets that no filter wanted there matches any more (a
-    rule naming the group went, or its last member on the host did). Read under the host's
-    lock, so a launch's filter defined but not yet instantiated keeps its sets; a set still
-    matched by a firewall rule is kept by the kernel, and the next pass takes it."""
+    rule naming the group went, or the host's last instance whose groups name it). Read
+    under the host's lock, so a launch's filter defined but not yet instantiated keeps its
+    sets; a set still matched by a firewall rule is kept by the kernel, and the next pass
+    takes it."""
     with ctx.session() as session:
         wanted = {member_sets.set_name(g) for g in nwfilters.source_groups_on(session, host.id)}
     steps = MemberSets(shell_for(ctx.settings, host))

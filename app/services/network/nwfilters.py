@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from sqlmodel import Session, col, select
 
 from app.models import Instance, InstanceSecurityGroup, NetworkInterface, SecurityGroupRule
-from app.models.instance import GONE_STATES
+from app.models.instance import GONE_STATES, InstanceState
 from app.models.lookups import interfaces_with_networks_of
 from app.services.network import security_groups
 from app.services.network.rule_text import Rule
@@ -93,19 +93,25 @@ def member_sets(session: Session, specs: Iterable[FilterSpec]) -> dict[str, list
     return {group_id: member_addresses(session, group_id) for group_id in sorted(groups)}
 
 
-def source_groups_on(session: Session, host_id: str) -> list[str]:
-    """The groups whose member sets a filter on the host may match: the sources named by
-    the rules of the groups its live instances are in."""
+def source_groups_on(
+    session: Session, host_id: str, states: Iterable[InstanceState] | None = None
+) -> list[str]:
+    """The groups whose member sets the filters on the host match: the sources named by the
+    `any` rules (those that match a set, see _Rules) of the groups its live instances (in
+    one of `states`, if given) are in."""
     groups_here = (
         select(InstanceSecurityGroup.group_id)
         .join(Instance, col(Instance.id) == InstanceSecurityGroup.instance_id)
         .where(Instance.host_node_id == host_id, col(InstanceSecurityGroup.live))
         .where(col(Instance.state).not_in(GONE_STATES))
     )
+    if states is not None:
+        groups_here = groups_here.where(col(Instance.state).in_(list(states)))
     named = (
         select(SecurityGroupRule.source_group_id)
         .where(col(SecurityGroupRule.group_id).in_(groups_here))
         .where(col(SecurityGroupRule.source_group_id).is_not(None))
+        .where(SecurityGroupRule.protocol == "any")
         .distinct()
     )
     return sorted(group for group in session.exec(named) if group is not None)
